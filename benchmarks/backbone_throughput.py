@@ -1,0 +1,88 @@
+"""Backbone speed on this machine: images/s for inference and a full fine-tuning step,
+at 96, 128 and 224 px, with and without channels_last; then the time to train a linear
+head on 800 cached embeddings. Prints a table; the last line is the headline.
+
+    .venv/bin/python benchmarks/backbone_throughput.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+
+from course_utils.backbones import load_backbone
+from course_utils.data import load_dataset
+from course_utils.features import cached_embeddings, linear_probe, train_linear_head
+from course_utils.finetune import replace_head
+from course_utils.repro import seed_everything, setup_threads
+
+
+def images_per_second(fn, batch: int, repeats: int) -> float:
+    fn()  # warm-up: first call pays for allocation and kernel selection
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def measure(size: int, channels_last: bool, batch: int, repeats: int) -> tuple[float, float]:
+    bb = load_backbone(image_size=size, channels_last=channels_last)
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    features = bb.features.eval()
+
+    def infer():
+        with torch.inference_mode():
+            features(x)
+
+    model = replace_head(bb, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    y = torch.randint(0, 10, (batch,))
+
+    def train_step():
+        model.train()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return images_per_second(infer, batch, repeats), images_per_second(train_step, batch, max(1, repeats // 2))
+
+
+def head_on_cached_embeddings() -> tuple[float, float, float]:
+    """Seconds to fit a linear probe (scikit-learn) and a torch head on 800 cached embeddings."""
+    bb = load_backbone(image_size=64)
+    train = load_dataset("fashion_mnist", "train", per_class=80, image_size=64)
+    test = load_dataset("fashion_mnist", "test", per_class=50, image_size=64)
+    ftr, fte = cached_embeddings(bb, train), cached_embeddings(bb, test)
+    probe = linear_probe(ftr, train.y, fte, test.y)
+    start = time.perf_counter()
+    train_linear_head(ftr, train.y, 10, epochs=100)
+    return probe.seconds, time.perf_counter() - start, probe.accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a rougher number)")
+    args = parser.parse_args()
+    seed_everything(0)
+    threads = setup_threads()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{threads} threads, CPU only" if not torch.cuda.is_available() else f"GPU: {torch.cuda.get_device_name()}")
+    print(f"{'px':>4} {'channels_last':>13} {'infer img/s':>12} {'train img/s':>12}")
+    for size in (96, 128, 224):
+        batch = 32 if size < 224 else 16
+        repeats = 2 if args.quick else (4 if size < 224 else 2)
+        for cl in (True, False):
+            inf, tr = measure(size, cl, batch, repeats)
+            print(f"{size:>4} {str(cl):>13} {inf:>12.0f} {tr:>12.1f}", flush=True)
+    sk, th, acc = head_on_cached_embeddings()
+    print(f"linear head on 800 cached embeddings (fashion_mnist @64 px, test acc {acc:.3f}): "
+          f"scikit-learn {sk:.2f} s, torch 100 epochs {th:.2f} s")
+    print(f"head_train_seconds: {max(sk, th):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Embed a data set once with a frozen backbone, cache it on disk, and probe it linearly.
+
+Why: a frozen backbone gives the same vector for the same image every epoch, so running it
+again each epoch (as many tutorials do) wastes almost all the compute. See benchmarks/.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from course_utils.config import cache_dir
+from course_utils.repro import get_device
+from course_utils.train import predict
+
+
+@torch.inference_mode()
+def embed(features: nn.Module, x: torch.Tensor, batch_size: int = 128, device=None, transform=None) -> torch.Tensor:
+    """Feature vectors for every image in ``x`` (``features`` in eval mode, no gradients)."""
+    return predict(features, x, batch_size=batch_size, device=device or get_device(), transform=transform)
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of tensors, arrays, strings and numbers (the cache key)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().contiguous().numpy()
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype, part.shape)).encode())
+            h.update(part.tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"|")
+    return h.hexdigest()[:20]
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """Hash of a module's weights and buffers: a fine-tuned backbone never hits a stale cache."""
+    return fingerprint(*[t for _, t in sorted(module.state_dict().items())])
+
+
+def cached_embeddings(backbone, data, *, normalize: bool = True, batch_size: int = 128,
+                      directory: Path | None = None, device=None) -> torch.Tensor:
+    """Embeddings of ``data.x`` (images in [0, 1]) by ``backbone.features``, computed once.
+
+    The key covers the backbone's weights, the images themselves and the preprocessing, so
+    changing any of them recomputes. A corrupt or mismatched file is detected and rebuilt.
+    """
+    x = data.x if hasattr(data, "x") else data
+    prep = {"normalize": normalize, "mean": backbone.mean, "std": backbone.std, "size": tuple(x.shape[1:])}
+    key = fingerprint(backbone.name, module_fingerprint(backbone.features), x, prep)
+    path = Path(directory or cache_dir() / "embeddings") / f"{backbone.name}-{key}.pt"
+    cached = _load_cache(path, expected_rows=len(x))
+    if cached is not None:
+        return cached
+    feats = embed(backbone.features, x, batch_size, device, backbone.normalize if normalize else None)
+    _atomic_save({"features": feats, "rows": len(x), "key": key}, path)
+    return feats
+
+
+def _load_cache(path: Path, expected_rows: int) -> torch.Tensor | None:
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        feats = blob["features"]
+        if blob["rows"] != expected_rows or feats.shape[0] != expected_rows or not torch.isfinite(feats).all():
+            raise ValueError("row count or values do not match")
+        return feats
+    except Exception as err:  # truncated file, wrong format, foreign content: all mean "rebuild"
+        warnings.warn(f"embedding cache {path.name} is unusable ({type(err).__name__}: {err}); rebuilding it")
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _atomic_save(obj, path: Path) -> None:
+    """Write to a temporary file and rename, so an interrupted run never leaves half a cache file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class ProbeResult:
+    accuracy: float
+    train_accuracy: float
+    seconds: float
+    model: object
+
+
+def linear_probe(train_feats, train_y, test_feats, test_y, *, C: float = 1.0, max_iter: int = 1000) -> ProbeResult:
+    """Logistic regression (scikit-learn) on frozen features: the standard linear probe.
+
+    Features are standardised first; ``C`` is the inverse L2 strength.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xtr, ytr, xte, yte = (np.asarray(_np(a)) for a in (train_feats, train_y, test_feats, test_y))
+    if xtr.ndim != 2 or len(xtr) != len(ytr):
+        raise ValueError(f"train features must be (N, D) with N labels; got {xtr.shape} and {len(ytr)} labels")
+    if xte.ndim != 2 or xte.shape[1] != xtr.shape[1]:
+        raise ValueError(f"test features {xte.shape} do not match train features' width {xtr.shape[1]}")
+    start = time.perf_counter()
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    clf.fit(xtr, ytr)
+    seconds = time.perf_counter() - start
+    return ProbeResult(float(clf.score(xte, yte)), float(clf.score(xtr, ytr)), seconds, clf)
+
+
+def _np(a):
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def train_linear_head(train_feats: torch.Tensor, train_y: torch.Tensor, num_classes: int, *, epochs: int = 100,
+                      lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0) -> nn.Linear:
+    """A torch ``nn.Linear`` head trained full-batch with Adam on cached features.
+
+    Written out by hand because it is the method: this head can later sit on the backbone
+    (LP-FT starts fine-tuning from it). Features are used as they are (no scaling) so the head
+    plugs straight onto ``features``.
+    """
+    torch.manual_seed(seed)
+    head = nn.Linear(train_feats.shape[1], num_classes)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(head(train_feats), train_y).backward()
+        opt.step()
+    return head.eval()

@@ -1,0 +1,113 @@
+"""The course's main job: execute every notebook headless with papermill and summarise.
+
+``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
+``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
+if any notebook failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from course_utils.config import repo_root
+
+
+def find_notebooks(folder: Path, only: str | None = None) -> list[Path]:
+    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    return [p for p in notebooks if only is None or only in p.name]
+
+
+def run_notebook(path: Path, out_dir: Path, fast: bool, timeout: int) -> dict:
+    """Execute one notebook; never raises, so one failure does not stop the others."""
+    import papermill as pm
+
+    out_path = out_dir / path.name
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(out_path), parameters={"FAST": fast}, kernel_name="python3",
+                            cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+        status, detail = "ok", ""
+    except Exception as err:  # papermill wraps cell errors; keep the first line for the summary
+        status, detail = "failed", f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+    return {"notebook": path.name, "status": status, "seconds": round(time.perf_counter() - start, 1),
+            "output": str(out_path), "detail": detail}
+
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def strip_outputs(path: Path, executed: Path | None = None) -> int:
+    """Clear outputs of every cell except those nbval checks; those take the executed run's outputs.
+
+    Cells are matched by id (papermill inserts its parameters cell, so indices shift).
+    Returns the number of checked cells kept.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    ran = {c.get("id"): c for c in nbformat.read(executed, as_version=4).cells} if executed else {}
+    kept = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if CHECK_MARK in cell.source:
+            source = ran.get(cell.get("id"))
+            if source is not None:
+                cell.outputs = source.outputs  # checked cells should print text only, no figures
+                cell.execution_count = source.execution_count
+            kept += 1
+        else:
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("papermill", None)
+    nbformat.write(nb, path)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute every notebook in notebooks/ headless")
+    run.add_argument("--fast", action="store_true", default=os.environ.get("COURSE_FAST") == "1",
+                     help="small data and few epochs (also env COURSE_FAST=1)")
+    run.add_argument("--out", type=Path, default=repo_root() / "out", help="where executed notebooks go")
+    run.add_argument("--only", help="run only notebooks whose file name contains this text")
+    run.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")
+    strip = sub.add_parser("strip", help="clear committed outputs except cells marked " + CHECK_MARK)
+    strip.add_argument("notebooks", nargs="+", type=Path)
+    strip.add_argument("--executed", type=Path, help="folder of executed copies to take checked outputs from")
+    args = parser.parse_args(argv)
+    if args.command == "strip":
+        for nb in args.notebooks:
+            executed = args.executed / nb.name if args.executed else None
+            print(f"{nb}: kept outputs of {strip_outputs(nb, executed)} checked cell(s)")
+        return 0
+
+    notebooks = find_notebooks(repo_root() / "notebooks", args.only)
+    if not notebooks:
+        print("course run: no notebooks found in notebooks/ (nothing to execute yet)")
+        return 0
+    out_dir = args.out / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mode = "FAST" if args.fast else "full"
+    print(f"course run: executing {len(notebooks)} notebook(s) in {mode} mode -> {out_dir}")
+    results = []
+    for path in notebooks:
+        result = run_notebook(path, out_dir, args.fast, args.timeout)
+        results.append(result)
+        print(f"  {result['status']:>6}  {result['seconds']:7.1f} s  {path.name}  {result['detail']}", flush=True)
+    total = sum(r["seconds"] for r in results)
+    summary = {"mode": mode, "total_seconds": round(total, 1), "notebooks": results}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    failed = [r for r in results if r["status"] != "ok"]
+    print(f"course run: {len(results) - len(failed)} ok, {len(failed)} failed, {total:.0f} s in all; "
+          f"summary in {args.out / 'summary.json'}")
+    print("Open the course in JupyterLab with:  .venv/bin/jupyter lab notebooks/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

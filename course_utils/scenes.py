@@ -1,0 +1,134 @@
+"""Image generation for the data sets: object cut-outs composited onto backgrounds, texture crops,
+procedural shapes. Everything is seeded per image, so any subset renders the same pixels.
+
+All functions return uint8 arrays N x S x S x 3 (plus labels/metadata); ``course_utils.data`` turns
+them into tensors.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+BACKGROUNDS = ("white", "noise", "texture")
+SHAPES = ("circle", "rectangle", "triangle", "ellipse")
+SHAPE_BACKGROUNDS = ("white", "black", "noise")
+# skimage.data images that ship inside the scikit-image wheel (no download); name -> function
+TEXTURES = {"brick": "brick", "grass": "grass", "gravel": "gravel",
+            "stars": "hubble_deep_field", "tissue": "immunohistochemistry"}
+
+
+@lru_cache(maxsize=None)
+def texture_images() -> dict[str, np.ndarray]:
+    """The texture source images as uint8 H x W x 3 (greyscale ones repeated to 3 channels)."""
+    import skimage.data
+
+    out = {}
+    for name, func in TEXTURES.items():
+        img = np.asarray(getattr(skimage.data, func)())
+        out[name] = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
+    return out
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None))
+
+
+def texture_crops(split: str, crops: int, crop_size: int, size: int, seed: int, grayscale: bool = False):
+    """``crops`` random crops per texture: train from the left half of each image, test from the right.
+
+    Returns (x uint8 N x size x size x 3, y, boxes N x 4 as (top, left, bottom, right) in source pixels).
+    """
+    xs, ys, boxes = [], [], []
+    for label, (name, img) in enumerate(texture_images().items()):
+        h, w = img.shape[:2]
+        half = w // 2
+        if crop_size > min(h, half):
+            raise ValueError(f"crop_size={crop_size} is too large for texture {name!r} ({h}x{w}); "
+                             f"allowed: at most {min(h, half)}")
+        rng = np.random.default_rng([seed, label, split == "test"])
+        left0 = 0 if split == "train" else half
+        for _ in range(crops):
+            top, left = rng.integers(0, h - crop_size + 1), left0 + rng.integers(0, half - crop_size + 1)
+            crop = img[top:top + crop_size, left:left + crop_size]
+            if grayscale:
+                crop = np.repeat(crop.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+            xs.append(_resize(np.ascontiguousarray(crop), size))
+            ys.append(label)
+            boxes.append((top, left, top + crop_size, left + crop_size))
+    return np.stack(xs), np.array(ys, dtype=np.int64), np.array(boxes, dtype=np.int64)
+
+
+def background(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A float32 size x size x 3 background in [0, 1]: plain white, smooth colour noise, or a texture crop."""
+    if kind == "white":
+        return np.ones((size, size, 3), np.float32)
+    if kind == "noise":
+        coarse = rng.random((8, 8, 3), dtype=np.float32)
+        smooth = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize(
+            (size, size), Image.Resampling.BICUBIC), np.float32) / 255
+        return np.clip(smooth + rng.normal(0, 0.08, smooth.shape).astype(np.float32), 0, 1)
+    if kind == "texture":
+        textures = list(texture_images().values())
+        img = textures[rng.integers(len(textures))]
+        side = int(rng.integers(size, min(img.shape[:2]) // 2 + 1))
+        top, left = rng.integers(0, img.shape[0] - side + 1), rng.integers(0, img.shape[1] - side + 1)
+        return _resize(np.ascontiguousarray(img[top:top + side, left:left + side]), size).astype(np.float32) / 255
+    raise ValueError(f"unknown background {kind!r}; allowed: {', '.join(BACKGROUNDS)}")
+
+
+def composite(cutout: np.ndarray, size: int, rng: np.random.Generator, kind: str, canonical: bool) -> np.ndarray:
+    """One view of an RGBA cut-out on a background. The canonical view is centred at 90 % size,
+    unflipped; other views get a random scale in [0.7, 1.0], a random position and a 50 % flip."""
+    bg = background(kind, size, rng)
+    scale = 0.9 if canonical else rng.uniform(0.7, 1.0)
+    side = max(1, int(round(size * scale)))
+    obj = Image.fromarray(cutout, "RGBA").convert("RGBa").resize((side, side), Image.Resampling.LANCZOS)
+    if not canonical and rng.random() < 0.5:
+        obj = obj.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    premult = np.asarray(obj, np.float32) / 255  # premultiplied RGB + alpha
+    top, left = ((size - side) // 2,) * 2 if canonical else rng.integers(0, size - side + 1, size=2)
+    patch = bg[top:top + side, left:left + side]
+    patch[:] = patch * (1 - premult[..., 3:]) + premult[..., :3]
+    return (np.clip(bg, 0, 1) * 255).round().astype(np.uint8)
+
+
+def render_objects(cutouts: np.ndarray, object_ids: np.ndarray, views: np.ndarray, size: int, seed: int,
+                   background_kind: str = "white") -> np.ndarray:
+    """Image i shows cut-out i as view ``views[i]`` (view 0 is the canonical view); the pixels depend
+    only on (seed, object id, view), so any subset renders identically."""
+    if background_kind not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background_kind!r}; allowed: {', '.join(BACKGROUNDS)}")
+    out = np.empty((len(cutouts), size, size, 3), np.uint8)
+    for i, (cut, oid, view) in enumerate(zip(cutouts, object_ids, views)):
+        rng = np.random.default_rng([seed, int(oid), int(view)])
+        out[i] = composite(cut, size, rng, background_kind, canonical=view == 0)
+    return out
+
+
+def shape_images(count: int, size: int, seed: int, colour: bool = True, background_kind: str = "white"):
+    """``count`` images per shape class, one shape each (skimage.draw.random_shapes)."""
+    from skimage.draw import random_shapes
+
+    if background_kind not in SHAPE_BACKGROUNDS:
+        raise ValueError(f"unknown background {background_kind!r}; allowed: {', '.join(SHAPE_BACKGROUNDS)}")
+    xs, ys = np.empty((count * len(SHAPES), size, size, 3), np.uint8), []
+    for label, shape in enumerate(SHAPES):
+        for j in range(count):
+            rng, labels = np.random.default_rng([seed, label, j]), []
+            while len(labels) != 1:  # random_shapes gives up (0 shapes) when a shape does not fit
+                img, labels = random_shapes((size, size), max_shapes=1, min_shapes=1, shape=shape,
+                                            min_size=max(4, size // 4), max_size=int(size * 0.9),
+                                            channel_axis=-1 if colour else None,
+                                            intensity_range=((0, 200),) if colour else (0, 200),
+                                            rng=int(rng.integers(2**31)))
+            img = img if colour else np.repeat(img[..., None], 3, axis=2)
+            if background_kind != "white":
+                mask = (img != 255).any(axis=2, keepdims=True)
+                bg = (background(background_kind, size, rng) * 255).astype(np.uint8) \
+                    if background_kind == "noise" else np.zeros_like(img)
+                img = np.where(mask, img, bg)
+            xs[len(ys)] = img
+            ys.append(label)
+    return xs, np.array(ys, dtype=np.int64)

@@ -1,0 +1,19 @@
+"""Shared fixtures. The backbone loads once per session: loading is ~1 s, tests use it often."""
+import pytest
+import torch
+
+# Synthetic submissions live here; some loop forever on purpose, so nbval must never collect them.
+collect_ignore = ["grading_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from course_utils.backbones import load_backbone
+    return load_backbone("efficientnet_lite0", image_size=64)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_cache(tmp_path, monkeypatch):
+    """Each test gets its own cache folder and a fixed seed."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)

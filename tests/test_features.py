@@ -1,0 +1,86 @@
+import time
+
+import pytest
+import torch
+
+from course_utils.features import cached_embeddings, linear_probe, train_linear_head
+
+
+def _images(n=12, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g)
+
+
+def test_cache_hit_and_miss(lite0, tmp_path):
+    x = _images()
+    first = cached_embeddings(lite0, x, directory=tmp_path)
+    files = list(tmp_path.glob("*.pt"))
+    assert len(files) == 1 and first.shape == (12, 1280)
+    mtime = files[0].stat().st_mtime_ns
+    again = cached_embeddings(lite0, x, directory=tmp_path)
+    assert torch.equal(first, again) and files[0].stat().st_mtime_ns == mtime  # hit: not rewritten
+    cached_embeddings(lite0, _images(seed=1), directory=tmp_path)  # other data: a new entry
+    cached_embeddings(lite0, x, normalize=False, directory=tmp_path)  # other preprocessing: a new entry
+    assert len(list(tmp_path.glob("*.pt"))) == 3
+
+
+def test_changed_weights_miss_the_cache(lite0, tmp_path):
+    import copy
+    x = _images()
+    cached_embeddings(lite0, x, directory=tmp_path)
+    tuned = copy.copy(lite0)
+    tuned.features = copy.deepcopy(lite0.features)
+    with torch.no_grad():
+        next(tuned.features.parameters()).mul_(1.1)
+    cached_embeddings(tuned, x, directory=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_corrupt_cache_is_rebuilt(lite0, tmp_path):
+    x = _images()
+    good = cached_embeddings(lite0, x, directory=tmp_path)
+    path = next(tmp_path.glob("*.pt"))
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as after a crash mid-write elsewhere
+    with pytest.warns(UserWarning, match="rebuilding"):
+        rebuilt = cached_embeddings(lite0, x, directory=tmp_path)
+    assert torch.allclose(good, rebuilt)
+    assert not list(tmp_path.glob("*.tmp"))  # nothing half-written left behind
+
+
+def test_interrupted_write_leaves_no_file(lite0, tmp_path, monkeypatch):
+    import course_utils.features as F
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(F.torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        cached_embeddings(lite0, _images(), directory=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _blobs(n_per_class=400, dim=1280, classes=4, seed=0):
+    centers = torch.randn(classes, dim, generator=torch.Generator().manual_seed(123)) * 0.3
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    x = centers[y] + torch.randn(len(y), dim, generator=g)
+    return x, y
+
+
+def test_linear_probe_learns_and_is_fast():
+    x, y = _blobs(200)  # 800 embeddings, as the seed literature's "well under a second" claim
+    xt, yt = _blobs(50, seed=1)
+    res = linear_probe(x, y, xt, yt)
+    assert res.accuracy > 0.9
+
+
+def test_torch_linear_head():
+    x, y = _blobs(100)
+    head = train_linear_head(x, y, 4, epochs=100)
+    xt, yt = _blobs(50, seed=1)
+    assert (head(xt).argmax(1) == yt).float().mean() > 0.9
+
+
+def test_linear_probe_bad_shapes():
+    with pytest.raises(ValueError, match="width"):
+        linear_probe(torch.zeros(10, 5), torch.arange(10) % 2, torch.zeros(4, 6), torch.zeros(4))

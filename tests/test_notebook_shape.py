@@ -1,0 +1,45 @@
+"""The shape docs/NOTEBOOKS.md asks of every course notebook, checked without running it."""
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _src(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_course_has_notebooks():
+    assert NOTEBOOKS, "notebooks/ has no NN_name.ipynb files"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_shape(path):
+    cells = _cells(path)
+    first = _src(cells[0])
+    assert cells[0]["cell_type"] == "markdown", "first cell must be markdown (objectives, prerequisites, runtime)"
+    for word in ("Objectives", "Prerequisites", "Runtime"):
+        assert word.lower() in first.lower(), f"first cell lacks a '{word}' part"
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, "exactly one cell must be tagged 'parameters' for papermill"
+    assert "FAST" in _src(params[0]) and "SEED" in _src(params[0])
+    code = [_src(c) for c in cells if c["cell_type"] == "code"]
+    assert not any("sys.path" in s for s in code), "import the installed course_utils; no sys.path edits"
+    assert any("from course_utils" in s for s in code)
+    markdown = "\n".join(_src(c) for c in cells if c["cell_type"] == "markdown").lower()
+    assert "transfer note" in markdown and "exercises" in markdown
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_stale_outputs(path):
+    """Only cells nbval checks keep outputs in git; everything else is produced by the run."""
+    for cell in _cells(path):
+        if cell["cell_type"] == "code" and "# NBVAL_CHECK_OUTPUT" not in _src(cell):
+            assert not cell.get("outputs"), f"stale outputs in a cell starting {_src(cell)[:60]!r}"
