@@ -1,0 +1,101 @@
+"""``course-grade``: release student notebooks, or grade a folder of submissions.
+
+    course-grade release [--source DIR] [--release DIR] [--check]
+    course-grade EXERCISE SUBMISSIONS_DIR --out OUT_DIR [--timeout S] [--jobs N] [--fast]
+
+Exit codes: 0 done (students may still have failed), 1 ``release --check`` found a stale
+release, 2 a usage problem (unknown exercise, missing folder, malformed hidden tests).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def _release_parser() -> argparse.ArgumentParser:
+    from course_utils.grading.spec import default_exercises_dir
+
+    base = default_exercises_dir()
+    p = argparse.ArgumentParser(prog="course-grade release",
+                                description="Write exercises/release/ from exercises/source/.")
+    p.add_argument("--source", type=Path, default=base / "source", help="source notebooks")
+    p.add_argument("--release", type=Path, default=base / "release", help="where to write")
+    p.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
+    return p
+
+
+def _grade_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="course-grade",
+        description="Grade STUDENT_ID.ipynb submissions against an exercise's hidden tests. "
+                    "Other command: `course-grade release [--check]`.",
+    )
+    p.add_argument("exercise", help="exercise name, e.g. ex01_freeze_and_probe")
+    p.add_argument("submissions", type=Path, help="folder with one STUDENT_ID.ipynb per student")
+    p.add_argument("--out", type=Path, required=True, help="folder for grades.csv, summary.json")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="wall-clock seconds per notebook (default 600)")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
+    p.add_argument("--fast", action="store_true", help="run notebooks with FAST=True")
+    p.add_argument("--check-timeout", type=float, default=None,
+                   help="seconds for the hidden checks of one notebook (default: --timeout)")
+    p.add_argument("--exercises-dir", type=Path, default=None,
+                   help="tree with source/ and grading/ (default: the repo's exercises/)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from course_utils.grading.spec import ExerciseError
+    from course_utils.grading.submissions import SubmissionsError
+
+    try:
+        if argv and argv[0] == "release":
+            args = _release_parser().parse_args(argv[1:])
+            from course_utils.grading.release import run_release
+
+            return run_release(args.source, args.release, check=args.check)
+        return _grade(_grade_parser().parse_args(argv))
+    except (ExerciseError, SubmissionsError) as exc:
+        print(f"course-grade: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _grade(args) -> int:
+    from course_utils.grading.batch import grade_batch
+    from course_utils.grading.runner import Settings
+    from course_utils.grading.spec import load_exercise
+
+    if args.timeout <= 0 or args.jobs < 1:
+        print("course-grade: error: --timeout must be > 0 and --jobs >= 1", file=sys.stderr)
+        return 2
+    exercise = load_exercise(args.exercise, args.exercises_dir)
+    settings = Settings(timeout=args.timeout, check_timeout=args.check_timeout, jobs=args.jobs,
+                        fast=args.fast, device=detect_device())
+    summary = grade_batch(exercise, args.submissions, args.out, settings)
+    for note in summary["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
+    print(f"graded {summary['n_students']} submissions of {exercise.name} -> {args.out} ({counts})")
+    return 0
+
+
+def detect_device() -> str:
+    """"cuda" when a GPU is usable, else "cpu"; avoids importing torch on machines without one."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return "cpu"
+    if not (shutil.which("nvidia-smi") or Path("/proc/driver/nvidia/version").exists()):
+        return "cpu"
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001 - no torch or a broken CUDA setup: grade on CPU
+        return "cpu"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

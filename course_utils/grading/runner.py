@@ -1,0 +1,249 @@
+"""Grading ONE submission: run it in a worker process, then its checks in a check process.
+
+Layout of a submission's private temp dir (removed afterwards)::
+
+    work/      the kernel's cwd; holds only submission.ipynb
+    home/      the kernel's HOME (~/.ipython, ~/.cache, ... start empty)
+    grader/    worker output: result.json, executed.ipynb, answers-<random>.json/.npz
+    check/     created after the kernel is dead: answers + a snapshot of the hidden tests
+
+Statuses for a whole notebook (invalid, error, timeout) apply to every question; only a
+notebook that ran to the end has its questions checked one by one (ok, failed, error).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from course_utils.grading import procs
+from course_utils.grading.spec import Exercise, timeout_detail
+from course_utils.grading.submissions import load_submission
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # so `-m course_utils...` imports
+MAX_EXECUTED_BYTES = 20_000_000  # an executed notebook bigger than this was not made by us
+_ANSWERS_NAME = re.compile(r"answers-[0-9a-f]{32}")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    timeout: float = 600.0  # wall clock for one notebook, kernel start included
+    check_timeout: float | None = None  # for the check process; None: same as timeout
+    jobs: int = 1
+    fast: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    start_timeout: float = 60.0
+
+    @property
+    def cell_timeout(self) -> float:
+        # a bit under the outer limit so a single slow cell is reported by papermill, with the
+        # executed notebook intact, before the parent has to kill everything
+        return max(1.0, self.timeout - max(1.0, min(10.0, 0.1 * self.timeout)))
+
+    def parameters(self) -> dict:
+        return {"FAST": self.fast, "SEED": self.seed, "DEVICE": self.device}
+
+
+@dataclass
+class Outcome:
+    student: str
+    status: str  # notebook-level: ok (it ran), error, timeout or invalid
+    results: dict  # question -> (status, detail)
+    seconds: float
+
+
+def grade_one(exercise: Exercise, student: str, path: Path, settings: Settings,
+              executed_dir: Path, tmp_root: Path) -> Outcome:
+    start = time.monotonic()
+    nb, problem = load_submission(path)
+    if nb is None:
+        return _uniform(exercise, student, "invalid", problem, start)
+    sub_dir = Path(tempfile.mkdtemp(prefix="s-", dir=tmp_root))
+    try:
+        status, detail = _execute(exercise, nb, sub_dir, settings)
+        _keep_executed(sub_dir / "grader" / "executed.ipynb", executed_dir / f"{student}.ipynb")
+        if status != "ok":
+            return _uniform(exercise, student, status, _clean(detail, sub_dir), start)
+        results = _check(exercise, sub_dir, settings)
+        results = {q: (s, _clean(d, sub_dir)) for q, (s, d) in results.items()}
+        return Outcome(student, "ok", results, time.monotonic() - start)
+    finally:
+        _rmtree(sub_dir)
+
+
+def _uniform(exercise, student, status, detail, start) -> Outcome:
+    results = {q: (status, detail) for q in exercise.questions}
+    return Outcome(student, status, results, time.monotonic() - start)
+
+
+def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings) -> tuple[str, str]:
+    work, grader = sub_dir / "work", sub_dir / "grader"
+    for folder in (work, grader, sub_dir / "home"):
+        folder.mkdir()
+    nbformat.write(nb, str(work / "submission.ipynb"))
+    job = {
+        "notebook": str(work / "submission.ipynb"), "cwd": str(work), "grader_dir": str(grader),
+        "collect_source": exercise.collect_source, "parameters": settings.parameters(),
+        "cell_timeout": settings.cell_timeout, "start_timeout": settings.start_timeout,
+        "timeout": settings.timeout,
+    }
+    rc, timed_out = procs.run_limited(
+        [sys.executable, "-m", "course_utils.grading.worker"], cwd=grader,
+        env=_kernel_env(sub_dir / "home", grader, settings), stdin_text=json.dumps(job),
+        timeout=settings.timeout, log_path=grader / "worker.log", marker=secrets.token_hex(8),
+    )
+    if timed_out:
+        return "timeout", timeout_detail(settings.timeout)
+    result = _read_result(grader / "result.json")
+    if result is None:
+        return "error", f"grader worker failed (exit {rc}): {_log_tail(grader / 'worker.log')}"
+    if result["status"] == "ok":
+        answers = grader / result["answers"]
+        check = sub_dir / "check"
+        check.mkdir()
+        for ext in (".json", ".npz"):
+            if Path(f"{answers}{ext}").exists():
+                os.replace(f"{answers}{ext}", check / f"answers{ext}")
+    return result["status"], result["detail"]
+
+
+def _read_result(path: Path) -> dict | None:
+    """The worker's result, or None if missing or not in the shape the worker writes."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        ok_answers = result["status"] != "ok" or _ANSWERS_NAME.fullmatch(result["answers"])
+        if result["status"] in ("ok", "error", "timeout") and ok_answers:
+            return result
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _kernel_env(home: Path, grader: Path, settings: Settings) -> dict:
+    env = dict(os.environ)
+    # HOME (and so ~/.ipython, ~/.cache, ~/.local/share/jupyter) points into the private dir:
+    # whatever a notebook leaves there is deleted with it and never seen by another student.
+    env.update(HOME=str(home), JUPYTER_RUNTIME_DIR=str(grader / "runtime"),
+               JUPYTER_CONFIG_DIR=str(grader / "jupyter-config"),
+               JUPYTER_PATH=_kernelspec_dir(grader), PYTHONHASHSEED=str(settings.seed),
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+    env.pop("JUPYTER_DATA_DIR", None)
+    env.pop("IPYTHONDIR", None)
+    if settings.fast:
+        env["COURSE_FAST"] = "1"
+    else:
+        env.pop("COURSE_FAST", None)
+    return env
+
+
+def _kernelspec_dir(grader: Path) -> str:
+    """A python3 kernelspec for THIS interpreter, first on JUPYTER_PATH.
+
+    A user-level kernelspec named python3 (e.g. from another install) would otherwise win and
+    run the students in a different environment.
+    """
+    spec_dir = grader / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher",
+                     "-f", "{connection_file}"],
+            "display_name": "Python 3 (course-grade)", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    return str(grader / "jupyter")
+
+
+def _check(exercise: Exercise, sub_dir: Path, settings: Settings) -> dict:
+    """Run check_* in fresh processes; a hung or crashing check costs only its own question."""
+    check = sub_dir / "check"
+    hidden = check / "hidden_tests.py"
+    hidden.write_text(exercise.hidden_source, encoding="utf-8")
+    results_path = check / "results.jsonl"
+    limit = settings.check_timeout or settings.timeout
+    results, pending = {}, list(exercise.questions)
+    while pending:
+        rc, timed_out = procs.run_limited(
+            [sys.executable, "-m", "course_utils.grading.checker", str(hidden),
+             str(check / "answers"), str(results_path), *pending],
+            cwd=check, env=_check_env(), stdin_text="", timeout=limit,
+            log_path=check / "check.log", marker=secrets.token_hex(8),
+        )
+        results.update(_read_results(results_path, pending))
+        pending = [q for q in pending if q not in results]
+        if pending:  # the first unanswered question is the one that hung or crashed
+            why = (f"check did not finish within {limit:g} s" if timed_out
+                   else f"check process crashed (exit {rc}): {_log_tail(check / 'check.log')}")
+            results[pending.pop(0)] = ("error", why)
+    return results
+
+
+def _check_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _read_results(path: Path, wanted) -> dict:
+    found = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if row.get("question") in wanted and row.get("status") in ("ok", "failed", "error"):
+            found[row["question"]] = (row["status"], str(row.get("detail") or row["status"]))
+    return found
+
+
+def _keep_executed(src: Path, dst: Path) -> None:
+    if not src.is_file():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.stat().st_size <= MAX_EXECUTED_BYTES:
+        shutil.copyfile(src, dst)
+
+
+def _clean(detail: str, sub_dir: Path) -> str:
+    """One short line, free of temp paths and memory addresses, so reruns compare equal."""
+    text = _ANSI.sub("", str(detail)).replace(str(sub_dir), "<tmp>")
+    text = " ".join(_ADDRESS.sub("0x…", text).split())
+    return (text[:297] + "...") if len(text) > 300 else (text or "no detail")
+
+
+def _log_tail(path: Path, size: int = 2000) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - size))
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no output"
+
+
+def _rmtree(path: Path) -> None:
+    def make_writable(func, target, _exc):
+        # a notebook may chmod its files read-only; take the permission back and retry
+        try:
+            os.chmod(os.path.dirname(target), stat.S_IRWXU)
+            os.chmod(target, stat.S_IRWXU)
+            func(target)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable)
