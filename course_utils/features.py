@@ -23,7 +23,7 @@ from course_utils.repro import get_device
 from course_utils.train import predict
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def embed(features: nn.Module, x: torch.Tensor, batch_size: int = 128, device=None, transform=None) -> torch.Tensor:
     """Feature vectors for every image in ``x`` (``features`` in eval mode, no gradients)."""
     return predict(features, x, batch_size=batch_size, device=device or get_device(), transform=transform)

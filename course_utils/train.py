@@ -43,7 +43,7 @@ def _loader(data, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: its tensors could not feed a later backward (e.g. a head on embeddings)
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None,
             transform: Callable | None = None) -> torch.Tensor:
     """Logits for every row of ``x`` (model in eval mode; restored afterwards)."""

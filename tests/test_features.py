@@ -84,3 +84,10 @@ def test_torch_linear_head():
 def test_linear_probe_bad_shapes():
     with pytest.raises(ValueError, match="width"):
         linear_probe(torch.zeros(10, 5), torch.arange(10) % 2, torch.zeros(4, 6), torch.zeros(4))
+
+
+def test_fresh_embeddings_can_train_a_head(lite0, tmp_path):
+    """A cache miss must return ordinary tensors: inference-mode ones cannot feed a backward pass."""
+    feats = cached_embeddings(lite0, _images(), directory=tmp_path)
+    head = train_linear_head(feats, torch.arange(12) % 2, 2, epochs=2)
+    assert head.weight.shape == (2, 1280)

@@ -69,3 +69,22 @@ def test_repro_and_device(monkeypatch):
         seed_everything(-1)
     monkeypatch.setenv("COURSE_DEVICE", "cpu")
     assert get_device().type == "cpu"
+
+
+def test_setup_threads_respects_the_grader_split(monkeypatch):
+    import torch
+    from course_utils.repro import setup_threads
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert setup_threads() == 1 and torch.get_num_threads() == 1
+        assert setup_threads(2) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_grader_splits_cores_between_jobs():
+    from course_utils.grading.runner import _thread_env
+    import os
+    assert int(_thread_env(jobs=os.cpu_count() or 1)["OMP_NUM_THREADS"]) == 1
+    assert int(_thread_env(jobs=1)["OMP_NUM_THREADS"]) == (os.cpu_count() or 1)

@@ -147,7 +147,18 @@ def _kernel_env(home: Path, grader: Path, settings: Settings) -> dict:
         env["COURSE_FAST"] = "1"
     else:
         env.pop("COURSE_FAST", None)
+    env.update(_thread_env(settings.jobs))
     return env
+
+
+def _thread_env(jobs: int) -> dict:
+    """Share the cores between parallel kernels instead of letting each use all of them.
+
+    Measured on 2 cores: two torch kernels with 2 OpenMP threads each ran a training job ~5x
+    slower than with the cores split; passive waiting stops idle threads from spinning.
+    """
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _kernelspec_dir(grader: Path) -> str:
