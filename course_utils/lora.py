@@ -33,6 +33,9 @@ class LoRA(nn.Module):
             raise TypeError(f"LoRA here supports nn.Linear and 1x1 nn.Conv2d, got {base}")
         nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
         nn.init.zeros_(self.up.weight)  # zero update at the start: same outputs as the pretrained model
+        # the factors live where the wrapped weight lives (a model may already be on a GPU)
+        self.down.to(base.weight.device, base.weight.dtype)
+        self.up.to(base.weight.device, base.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.scale * self.up(self.down(x))
@@ -46,7 +49,8 @@ class LoRA(nn.Module):
 
 
 def _is_pointwise(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
+            and m.padding in ((0, 0), 0, "valid"))
 
 
 def add_lora(model: nn.Module, rank: int = 4, alpha: float = 8.0, target=None) -> list[str]:
@@ -58,6 +62,8 @@ def add_lora(model: nn.Module, rank: int = 4, alpha: float = 8.0, target=None) -
     """
     wrapped = []
     for name, module in list(model.named_modules()):
+        if isinstance(module, LoRA) or any(isinstance(m, LoRA) for m in _ancestors(model, name)):
+            continue  # already adapted: never wrap a wrapper's own base or factors
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             if (isinstance(child, nn.Linear) or _is_pointwise(child)) and (target is None or target(full)):
@@ -66,6 +72,14 @@ def add_lora(model: nn.Module, rank: int = 4, alpha: float = 8.0, target=None) -
     if not wrapped:
         raise ValueError("no Linear or 1x1 Conv2d layer matched the target")
     return wrapped
+
+
+def _ancestors(model: nn.Module, name: str) -> list[nn.Module]:
+    parts, out, module = name.split(".") if name else [], [], model
+    for part in parts[:-1]:
+        module = getattr(module, part)
+        out.append(module)
+    return out
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

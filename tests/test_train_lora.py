@@ -76,3 +76,15 @@ def test_lora_rejects_unsupported():
         LoRA(nn.Conv2d(3, 3, 3))
     with pytest.raises(ValueError, match="matched"):
         add_lora(nn.Sequential(nn.ReLU()))
+
+
+def test_add_lora_twice_does_not_wrap_wrappers():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    assert add_lora(model, rank=2) == ["0", "1"]
+    with pytest.raises(ValueError, match="matched"):
+        add_lora(model, rank=2)  # every eligible layer is already adapted
+
+
+def test_padded_pointwise_conv_is_not_eligible():
+    with pytest.raises(TypeError):
+        LoRA(nn.Conv2d(3, 3, 1, padding=1))
