@@ -1,0 +1,146 @@
+"""Hidden tests for ex02_finetune_bn (see docs/GRADING.md).
+
+The check process loads a fresh backbone, compares the submitted BatchNorm statistics with the
+pretrained ones and measures the submitted weights' accuracy on held-out renders itself.
+"""
+
+QUESTIONS = {"q1_param_groups": 2, "q2_bn_frozen": 2, "q3_accuracy": 3}
+
+IMAGE_SIZE = 64
+NUM_CLASSES = 9
+ACCURACY_BAR = 0.45   # reference solution: ~0.6 in FAST mode, ~0.7 in full mode (chance 0.11)
+MIN_FEATURE_CHANGE = 1e-5  # max |w - w_pretrained| over the features: below this, nothing was fine-tuned
+
+
+def collect(ns):
+    # Runs in the student's kernel; only this function's source is shipped there.
+    def groups():
+        model, opt = ns["model"], ns["optimizer"]
+        names = {id(p): name for name, p in model.named_parameters()}
+        out = []
+        for group in opt.param_groups:
+            params = list(group["params"])
+            out.append({"lr": float(group["lr"]),
+                        "names": [names.get(id(p), "<not in model>") for p in params],
+                        "numel": int(sum(p.numel() for p in params))})
+        return out
+
+    return {
+        "groups": groups,
+        "trainable": lambda: [name for name, p in ns["model"].named_parameters() if p.requires_grad],
+        "state": lambda: {k: v.detach().cpu() for k, v in ns["model"].state_dict().items()},
+    }
+
+
+# ---- shared, computed once per check process -------------------------------------------------
+
+_CACHE = {}
+
+
+def _backbone():
+    if "bb" not in _CACHE:
+        import torch
+
+        from course_utils.backbones import load_backbone
+        torch.set_num_threads(1)
+        _CACHE["bb"] = load_backbone("efficientnet_lite0", image_size=IMAGE_SIZE)
+    return _CACHE["bb"]
+
+
+def _state(answers):
+    """The submitted state_dict as tensors, checked against the model the exercise asks for."""
+    import numpy as np
+    import torch
+
+    from course_utils.finetune import replace_head
+    state = answers["state"]
+    assert isinstance(state, dict), f"model.state_dict() arrived as {type(state).__name__}, not a dict"
+    expected = replace_head(_backbone(), NUM_CLASSES).state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    assert not missing and not extra, \
+        f"model is not replace_head(Lite0, 9): missing {missing[:2]}, unexpected {extra[:2]}"
+    out = {}
+    for key, ref in expected.items():
+        value = torch.from_numpy(np.asarray(state[key])).to(ref.dtype)
+        assert tuple(value.shape) == tuple(ref.shape), f"{key} has shape {tuple(value.shape)}, expected {tuple(ref.shape)}"
+        assert torch.isfinite(value.float()).all(), f"{key} contains NaN/inf"
+        out[key] = value
+    return out
+
+
+def _feature_change(state) -> float:
+    pretrained = dict(_backbone().features.named_parameters())
+    return max(float((state[f"features.{k}"] - p.detach()).abs().max()) for k, p in pretrained.items())
+
+
+def _assert_fine_tuned(state):
+    change = _feature_change(state)
+    assert change > MIN_FEATURE_CHANGE, \
+        f"the features are the pretrained ones (max change {change:.1e}): fine-tune the whole model"
+
+
+# ---- checks -----------------------------------------------------------------------------------
+
+def check_q1_param_groups(answers):
+    groups, trainable = answers["groups"], answers["trainable"]
+    assert isinstance(groups, list) and len(groups) == 2, \
+        f"optimizer has {len(groups) if isinstance(groups, list) else '?'} parameter groups, expected 2"
+    names = [list(g["names"]) for g in groups]
+    assert all(names), "a parameter group is empty"
+    assert "<not in model>" not in sum(names, []), "the optimizer holds parameters that are not in model"
+    kinds = []
+    for group_names in names:
+        prefixes = {n.split(".", 1)[0] for n in group_names}
+        assert len(prefixes) == 1 and prefixes <= {"features", "head"}, \
+            f"a group mixes parts of the model ({sorted(prefixes)}): one group for features, one for the head"
+        kinds.append(prefixes.pop())
+    assert sorted(kinds) == ["features", "head"], f"the groups hold {kinds}: expected one features, one head group"
+    every = sum(names, [])
+    assert len(every) == len(set(every)), "a parameter appears twice in the optimizer"
+    assert set(every) == set(trainable), \
+        f"the groups do not cover exactly the trainable parameters ({len(set(trainable) - set(every))} trainable " \
+        f"left out, {len(set(every) - set(trainable))} frozen included)"
+    from course_utils.finetune import replace_head
+    all_names = [n for n, _ in replace_head(_backbone(), NUM_CLASSES).named_parameters()]
+    assert set(trainable) == set(all_names), \
+        f"{len(set(all_names) - set(trainable))} parameter tensors are frozen: the whole model should train"
+    lr = {kind: float(g["lr"]) for kind, g in zip(kinds, groups)}
+    assert lr["features"] > 0, "the features' learning rate is 0: they would not train"
+    return lr["features"] < lr["head"], f"features LR {lr['features']:g}, head LR {lr['head']:g} " \
+                                        "(features must be smaller)"
+
+
+def check_q2_bn_frozen(answers):
+    state = _state(answers)
+    _assert_fine_tuned(state)
+    pretrained = _backbone().features.state_dict()
+    keys = [k for k in pretrained if k.endswith(("running_mean", "running_var"))]
+    assert keys, "no BatchNorm statistics found in the pretrained backbone"
+    moved = []
+    for key in keys:
+        diff = float((state[f"features.{key}"].float() - pretrained[key].float()).abs().max())
+        scale = float(pretrained[key].float().abs().max()) + 1e-6
+        if diff > 1e-5 * scale + 1e-7:
+            moved.append((key, diff))
+    if moved:
+        return False, (f"{len(moved)} of {len(keys)} BN running statistics changed (e.g. {moved[0][0]}, by "
+                       f"{moved[0][1]:.2g}): keep BN in eval mode while training")
+    return True, f"all {len(keys)} BN running statistics equal the pretrained ones; features were fine-tuned"
+
+
+def check_q3_accuracy(answers):
+    import torch
+
+    from course_utils.data import load_dataset
+    from course_utils.finetune import replace_head
+    from course_utils.train import evaluate
+    state = _state(answers)
+    _assert_fine_tuned(state)
+    bb = _backbone()
+    model = replace_head(bb, NUM_CLASSES)
+    model.load_state_dict(state, strict=True)
+    data = load_dataset("objects", "test", per_class=12, image_size=IMAGE_SIZE, seed=0, views=3)
+    data = data.subset(data.meta["view"] != 0)  # renders the notebook never had
+    acc = evaluate(model.eval(), data, device=torch.device("cpu"), transform=bb.normalize)
+    return acc >= ACCURACY_BAR, f"held-out accuracy {acc:.3f} on {len(data)} renders (needs >= {ACCURACY_BAR})"
