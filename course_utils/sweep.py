@@ -1,0 +1,94 @@
+"""Repeat experiments over seeds and summarise them as pandas tables: mean ± std, winner, margin.
+
+    df = run_seeds({"probe": lambda s: probe(...), "fine-tune": lambda s: finetune(..., seed=s)},
+                   seeds=[0, 1, 2], task="objects")
+    table = summarize(df, by=["task", "method"])      # one row per (task, method)
+    best = winners(table, by=["task"])                 # who won each task, and by how much
+
+A run is any callable ``seed -> result`` where the result has ``accuracy`` (and optionally
+``trainable``), like ``recipes.Result``, or is a dict with those keys. The runner measures
+each call's wall time itself, so every method is timed the same way (embedding included).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import pandas as pd
+
+
+def _as_row(result) -> dict:
+    """The numbers of one result: ``accuracy`` and, when present, ``trainable``."""
+    data = result if isinstance(result, dict) else vars(result)
+    if "accuracy" not in data:
+        raise ValueError(f"a run must return something with an 'accuracy'; got keys {sorted(data)}")
+    row = {"accuracy": float(data["accuracy"])}
+    if data.get("trainable") is not None:
+        row["trainable"] = int(data["trainable"])
+    return row
+
+
+def run_seeds(runs: dict[str, Callable[[int], object]], seeds: Iterable[int], *, on_result=None,
+              **labels) -> pd.DataFrame:
+    """Call every run once per seed; one row per (seed, method) with accuracy, trainable, wall_s.
+
+    ``labels`` (e.g. ``domain="far", size="small"``) are copied into every row so tables from
+    several sweeps can be concatenated; ``on_result(row)`` is called after each run (progress).
+    """
+    if not runs:
+        raise ValueError("give at least one run: {'name': lambda seed: ...}")
+    rows = []
+    for seed in seeds:
+        for method, run in runs.items():
+            start = time.perf_counter()
+            result = run(seed)
+            row = {**labels, "method": method, "seed": seed, **_as_row(result),
+                   "wall_s": time.perf_counter() - start}
+            rows.append(row)
+            if on_result is not None:
+                on_result(row)
+    return pd.DataFrame(rows)
+
+
+def mean_std(mean: float, std: float, digits: int = 3) -> str:
+    """``0.712 ± 0.031``; a single seed (std NaN: no spread measured) prints just the mean."""
+    if pd.isna(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summarize(df: pd.DataFrame, by=("method",), metric: str = "accuracy") -> pd.DataFrame:
+    """Mean, std (sample, over seeds; 0 for one seed) and seed count of ``metric`` per group,
+    plus mean wall time and trainable parameters, and a printable ``"mean ± std"`` column."""
+    by = list(by)
+    grouped = df.groupby(by, sort=False)
+    out = grouped[metric].agg(["mean", "std", "count"]).rename(
+        columns={"mean": f"{metric}_mean", "std": f"{metric}_std", "count": "seeds"})
+    out[metric] = [mean_std(m, s) for m, s in zip(out[f"{metric}_mean"], out[f"{metric}_std"])]
+    out[f"{metric}_std"] = out[f"{metric}_std"].fillna(0.0)
+    if "wall_s" in df:
+        out["wall_s"] = grouped["wall_s"].mean()
+    if "trainable" in df:
+        out["trainable"] = grouped["trainable"].first()
+    return out.reset_index()
+
+
+def winners(summary: pd.DataFrame, by=(), metric: str = "accuracy") -> pd.DataFrame:
+    """Per group of ``by``: the best method, the runner-up, the margin between them, and whether
+    that margin exceeds the larger of their two seed std's (a crude "clear win" flag; None when a
+    method has only one seed, since then no spread was measured)."""
+    rows = []
+    groups = summary.groupby(list(by), sort=False) if by else [((), summary)]
+    for key, part in groups:
+        ranked = part.sort_values(f"{metric}_mean", ascending=False)
+        best, second = ranked.iloc[0], ranked.iloc[1] if len(ranked) > 1 else None
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        row.update(winner=best["method"], best=best[f"{metric}_mean"])
+        if second is not None:
+            margin = best[f"{metric}_mean"] - second[f"{metric}_mean"]
+            noise = max(best[f"{metric}_std"], second[f"{metric}_std"])
+            one_seed = "seeds" in part and part["seeds"].min() < 2  # no spread measured: cannot tell
+            row.update(runner_up=second["method"], margin=margin, clear=None if one_seed else bool(margin > noise))
+        rows.append(row)
+    return pd.DataFrame(rows)
