@@ -44,24 +44,8 @@ def _backbone():
 
 def _state(answers):
     """The submitted state_dict as tensors, checked against the model the exercise asks for."""
-    import numpy as np
-    import torch
-
-    from course_utils.finetune import replace_head
-    state = answers["state"]
-    assert isinstance(state, dict), f"model.state_dict() arrived as {type(state).__name__}, not a dict"
-    expected = replace_head(_backbone(), NUM_CLASSES).state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    assert not missing and not extra, \
-        f"model is not replace_head(Lite0, 9): missing {missing[:2]}, unexpected {extra[:2]}"
-    out = {}
-    for key, ref in expected.items():
-        value = torch.from_numpy(np.asarray(state[key])).to(ref.dtype)
-        assert tuple(value.shape) == tuple(ref.shape), f"{key} has shape {tuple(value.shape)}, expected {tuple(ref.shape)}"
-        assert torch.isfinite(value.float()).all(), f"{key} contains NaN/inf"
-        out[key] = value
-    return out
+    from course_utils.grading.toolkit import submitted_state
+    return submitted_state(answers["state"], NUM_CLASSES, IMAGE_SIZE)
 
 
 def _feature_change(state) -> float:

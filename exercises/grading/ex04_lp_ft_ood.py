@@ -80,23 +80,12 @@ def _evaluate(key, answers):
     """(ID accuracy, OOD accuracy, feature change) of a submitted model, computed once."""
     if key in _CACHE:
         return _CACHE[key]
-    import numpy as np
     import torch
 
     from course_utils.finetune import replace_head
-    state = answers[key]
-    assert isinstance(state, dict), f"{key}: the state_dict arrived as {type(state).__name__}"
+    from course_utils.grading.toolkit import submitted_state
+    tensors = submitted_state(answers[key], NUM_CLASSES, IMAGE_SIZE, label=key)
     model = replace_head(_backbone(), NUM_CLASSES)
-    expected = model.state_dict()
-    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    assert not missing and not extra, \
-        f"{key}: not a replace_head(Lite0, 10) model (missing {missing[:2]}, unexpected {extra[:2]})"
-    tensors = {}
-    for k, ref in expected.items():
-        value = torch.from_numpy(np.asarray(state[k])).to(ref.dtype)
-        assert tuple(value.shape) == tuple(ref.shape), f"{key}: {k} has shape {tuple(value.shape)}"
-        assert torch.isfinite(value.float()).all(), f"{key}: {k} contains NaN/inf"
-        tensors[k] = value
     model.load_state_dict(tensors, strict=True)
     model.eval()
     id_x, id_y, ood_x, ood_y = _sets()
