@@ -2,7 +2,8 @@
 
 ``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
 ``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
-if any notebook failed.
+if any notebook failed. ``course colab [--repo URL]`` rewrites the notebooks' Colab badge and
+setup cell (see course_utils/colab.py).
 """
 from __future__ import annotations
 
@@ -79,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     strip = sub.add_parser("strip", help="clear committed outputs except cells marked " + CHECK_MARK)
     strip.add_argument("notebooks", nargs="+", type=Path)
     strip.add_argument("--executed", type=Path, help="folder of executed copies to take checked outputs from")
+    colab = sub.add_parser("colab", help="write the Open-in-Colab badge and setup cell into every notebook")
+    colab.add_argument("--repo", help="the course's GitHub URL; stored in pyproject.toml first")
     args = parser.parse_args(argv)
+    if args.command == "colab":
+        from course_utils import colab
+        return colab.main(args.repo)
     if args.command == "strip":
         for nb in args.notebooks:
             executed = args.executed / nb.name if args.executed else None

@@ -8,9 +8,9 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
 from course_utils.finetune import set_bn_eval
+from course_utils.progress import tqdm
 from course_utils.repro import get_device
 
 

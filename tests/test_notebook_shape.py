@@ -27,9 +27,13 @@ def test_notebook_shape(path):
     assert cells[0]["cell_type"] == "markdown", "first cell must be markdown (objectives, prerequisites, runtime)"
     for word in ("Objectives", "Prerequisites", "Runtime"):
         assert word.lower() in first.lower(), f"first cell lacks a '{word}' part"
+    assert first.startswith("[![Open In Colab]"), "first line: the Colab badge (run `course colab`)"
     params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, "exactly one cell must be tagged 'parameters' for papermill"
+    assert params[0] is cells[1], "the parameters cell comes second"
     assert "FAST" in _src(params[0]) and "SEED" in _src(params[0])
+    assert "colab-setup" in cells[2].get("metadata", {}).get("tags", []), \
+        "third: the Colab setup cell (run `course colab`; tests/test_colab.py checks its content)"
     code = [_src(c) for c in cells if c["cell_type"] == "code"]
     assert not any("sys.path" in s for s in code), "import the installed course_utils; no sys.path edits"
     assert any("from course_utils" in s for s in code)
