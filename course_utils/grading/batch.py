@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from course_utils.grading import checkserver
 from course_utils.grading.runner import Outcome, Settings, grade_one
 from course_utils.grading.spec import STATUSES, Exercise, load_exercise
 from course_utils.grading.submissions import find_submissions
@@ -54,6 +55,7 @@ def _run_all(exercise, submissions, settings, executed_dir, tmp_root, progress) 
     from tqdm import tqdm
 
     outcomes = []
+    checkserver.warm_up()
     bar = tqdm(total=len(submissions), desc=exercise.name, unit="nb", disable=not progress)
     # Threads only wait on subprocesses; the work itself happens in the worker processes.
     with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:

@@ -63,6 +63,19 @@ def stop_tree(proc: subprocess.Popen) -> None:
         proc.wait(timeout=TERM_GRACE_S)
     except (subprocess.TimeoutExpired, ProcessLookupError):
         pass
+    kill_family(family)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once (nothing to save, e.g. a check)."""
+    try:
+        root = psutil.Process(pid)
+        kill_family([root] + root.children(recursive=True))
+    except psutil.NoSuchProcess:
+        return
+
+
+def kill_family(family) -> None:
     for _ in range(3):  # a process may spawn more while we kill: look again
         family = _alive(family + _descendants(family))
         if not family:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import procs
+from course_utils.grading import checkserver, procs
 from course_utils.grading.spec import Exercise, timeout_detail
 from course_utils.grading.submissions import load_submission
 
@@ -177,7 +177,7 @@ def _kernelspec_dir(grader: Path) -> str:
 
 
 def _check(exercise: Exercise, sub_dir: Path, settings: Settings) -> dict:
-    """Run check_* in fresh processes; a hung or crashing check costs only its own question."""
+    """Run check_* in fresh (forked) processes; a hung or crashing check costs only its own question."""
     check = sub_dir / "check"
     hidden = check / "hidden_tests.py"
     hidden.write_text(exercise.hidden_source, encoding="utf-8")
@@ -185,10 +185,9 @@ def _check(exercise: Exercise, sub_dir: Path, settings: Settings) -> dict:
     limit = settings.check_timeout or settings.timeout
     results, pending = {}, list(exercise.questions)
     while pending:
-        rc, timed_out = procs.run_limited(
-            [sys.executable, "-m", "course_utils.grading.checker", str(hidden),
-             str(check / "answers"), str(results_path), *pending],
-            cwd=check, env=_check_env(), stdin_text="", timeout=limit,
+        rc, timed_out = checkserver.run_checks(
+            [str(hidden), str(check / "answers"), str(results_path), *pending],
+            cwd=check, env=_check_env(), timeout=limit,
             log_path=check / "check.log", marker=secrets.token_hex(8),
         )
         results.update(_read_results(results_path, pending))

@@ -1,0 +1,87 @@
+"""Check processes forked from a warm server, so a submission's checks skip the big imports.
+
+Why: importing torch, torchvision and timm takes about 3.5 s on the course's 2-core machine,
+more than most checks themselves, and a fresh ``python -m course_utils.grading.checker`` paid it
+for every submission. multiprocessing's *forkserver* imports them once, in a process that never
+runs student code and never sees an answer, and forks a fresh copy of itself for every check.
+A fork of that clean process isolates like a new interpreter: nothing one submission's checks
+do (patching, caching, crashing) reaches the next one's.
+
+Like every multiprocessing start method but fork, the child imports the parent's ``__main__``
+under another name, so a script that grades must keep its work under
+``if __name__ == "__main__":`` (the ``course-grade`` command and pytest do).
+
+Where fork is not available (Windows) the checks run as plain subprocesses, as before.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+from course_utils.grading import procs
+
+PRELOAD = ["course_utils.grading._check_preload"]
+
+
+def available() -> bool:
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def warm_up() -> None:
+    """Start the check server now, while the first notebook runs, instead of at its first check."""
+    if available():
+        from multiprocessing import forkserver
+        _context()
+        forkserver.ensure_running()
+
+
+def _context():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def run_checks(argv: list[str], *, cwd: Path, env: dict, log_path: Path, timeout: float,
+               marker: str) -> tuple[int | None, bool]:
+    """Run ``checker.main(argv)`` in a forked check process for at most ``timeout`` seconds.
+
+    Returns (exit code or None, timed_out) like ``procs.run_limited``.
+    """
+    if not available():
+        return procs.run_limited([sys.executable, "-m", "course_utils.grading.checker", *argv],
+                                 cwd=cwd, env=env, stdin_text="", timeout=timeout,
+                                 log_path=log_path, marker=marker)
+    context = _context()
+    started = time.time()
+    child = context.Process(target=_check_main, args=(argv, str(cwd), str(log_path), marker),
+                            name="course-grade-check")
+    child.start()
+    try:
+        child.join(timeout)
+        if child.is_alive():
+            procs.kill_tree(child.pid)
+            child.join(5)
+            return None, True
+        return child.exitcode, False
+    finally:
+        procs.kill_marked(marker, since=started)
+
+
+def _check_main(argv: list[str], cwd: str, log_path: str, marker: str) -> None:
+    """Inside the forked check process: the same setup the subprocess got, then the checks."""
+    # Anything a check starts inherits the marker, so the parent can find and kill it.
+    os.environ[procs.MARKER_VAR] = marker
+    os.chdir(cwd)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    from course_utils.grading import checker
+    try:
+        code = checker.main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)

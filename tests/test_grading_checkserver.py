@@ -1,0 +1,79 @@
+"""Checks run in processes forked from a warm server: isolated, killable, logged."""
+import json
+import textwrap
+
+import psutil
+import pytest
+
+from course_utils.grading import checkserver
+
+HIDDEN = textwrap.dedent('''
+    import os, subprocess, sys, time
+    import course_utils.grading.toolkit as toolkit
+
+    def check_clean(answers):
+        # a fork of the clean server: what an earlier check process did is not here
+        assert not hasattr(toolkit, "LEFT_BEHIND"), "state leaked between check processes"
+        toolkit.LEFT_BEHIND = True
+        print("hello from a check")
+        return True, "clean"
+
+    def check_crash(answers):
+        os._exit(7)
+
+    def check_hang_with_child(answers):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        with open("child.pid", "w") as fh:
+            fh.write(str(child.pid))
+        while True:
+            time.sleep(0.1)
+''')
+
+
+def _run(tmp_path, questions, timeout=60.0):
+    hidden = tmp_path / "hidden_tests.py"
+    hidden.write_text(HIDDEN)
+    (tmp_path / "answers.json").write_text(json.dumps({"answers": {}, "arrays": []}))
+    results = tmp_path / "results.jsonl"
+    results.unlink(missing_ok=True)
+    rc, timed_out = checkserver.run_checks(
+        [str(hidden), str(tmp_path / "answers"), str(results), *questions], cwd=tmp_path,
+        env={}, log_path=tmp_path / "check.log", timeout=timeout, marker="test-marker")
+    lines = results.read_text().splitlines() if results.exists() else []
+    return rc, timed_out, [json.loads(line) for line in lines]
+
+
+pytestmark = pytest.mark.skipif(not checkserver.available(), reason="no forkserver on this OS")
+
+
+def test_each_check_process_starts_clean_and_logs(tmp_path):
+    for _ in range(2):
+        rc, timed_out, rows = _run(tmp_path, ["clean"])
+        assert (rc, timed_out) == (0, False)
+        assert rows and rows[0]["status"] == "ok", rows
+    assert "hello from a check" in (tmp_path / "check.log").read_text()
+
+
+def test_a_crash_is_reported_with_its_exit_code(tmp_path):
+    rc, timed_out, rows = _run(tmp_path, ["clean", "crash"])
+    assert (rc, timed_out) == (7, False)
+    assert [r["question"] for r in rows] == ["clean"]  # finished questions keep their results
+
+
+def test_a_hung_check_is_killed_with_what_it_started(tmp_path):
+    rc, timed_out, rows = _run(tmp_path, ["hang_with_child"], timeout=3.0)
+    assert (rc, timed_out) == (None, True)
+    pid = int((tmp_path / "child.pid").read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_unreadable_answers_are_this_submissions_error(tmp_path):
+    (tmp_path / "answers.json").write_text("not json")
+    hidden = tmp_path / "hidden_tests.py"
+    hidden.write_text(HIDDEN)
+    results = tmp_path / "results.jsonl"
+    rc, _ = checkserver.run_checks([str(hidden), str(tmp_path / "answers"), str(results), "clean"],
+                                   cwd=tmp_path, env={}, log_path=tmp_path / "check.log",
+                                   timeout=60, marker="m2")
+    row = json.loads(results.read_text().splitlines()[0])
+    assert rc == 0 and row["status"] == "error" and "could not be read" in row["detail"]
