@@ -2,6 +2,8 @@
 # The course's two commands (see README.md):
 #   bash course.sh run   [--fast] ...   set up, then execute every notebook headless and summarise
 #   bash course.sh test                 set up, then run the whole test suite (pytest + nbval + grader)
+#   bash course.sh results              set up, run every benchmark (the course at FAST and full
+#                                       settings included) and regenerate docs/RESULTS.md (~20 min)
 #   bash course.sh setup                only set up (.venv/, requirements, the course package)
 # Setup is idempotent: it reinstalls only when requirements.txt or pyproject.toml change.
 set -euo pipefail
@@ -41,6 +43,9 @@ case "$cmd" in
   run)
     setup
     "$VENV/bin/course" run "$@" ;;
+  results)
+    setup
+    "$VENV/bin/course" results "$@" ;;
   test)
     setup
     # One pytest run: unit and grader tests, then every course notebook under nbval in FAST mode.
@@ -52,6 +57,6 @@ case "$cmd" in
     [ $rc -eq 5 ] && echo "course.sh test: pytest collected no tests - failing on purpose" >&2
     exit $rc ;;
   *)
-    echo "usage: bash course.sh {run [--fast] | test | setup}" >&2
+    echo "usage: bash course.sh {run [--fast] | test | results | setup}" >&2
     exit 2 ;;
 esac

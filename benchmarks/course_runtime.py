@@ -1,6 +1,8 @@
 """Wall time of every course notebook, FAST and full settings, as the README's main job runs them.
 
-    .venv/bin/python benchmarks/course_runtime.py [--fast-only]
+    .venv/bin/python benchmarks/course_runtime.py [--fast-only] [--keep DIR]
+
+--keep DIR keeps the executed notebooks (DIR/fast, DIR/full); `course results` uses them.
 
 Targets on a 2-core CPU: FAST total <= 3 min, full total <= 15 min. Prints a table; the last
 line is the headline `full_total_s: N` (or `fast_total_s: N` with --fast-only).
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,18 +19,25 @@ from pathlib import Path
 
 
 def run_course(fast: bool, out: Path) -> dict:
+    """One `course run` with an empty embedding cache: what a student's first run costs."""
     cmd = [sys.executable, "-m", "course_utils.runner", "run", "--out", str(out)] + (["--fast"] if fast else [])
-    subprocess.run(cmd, check=False)
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, COURSE_CACHE_DIR=cache)
+        env.pop("COURSE_FAST", None)  # the --fast flag alone decides the mode
+        # its progress lines go to stderr so that stdout is this script's table only
+        subprocess.run(cmd, check=False, env=env, stdout=sys.stderr)
     return json.loads((out / "summary.json").read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast-only", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep the executed notebooks here (default: a temp dir)")
     args = parser.parse_args()
     modes = [True] if args.fast_only else [True, False]
     with tempfile.TemporaryDirectory() as tmp:
-        summaries = {fast: run_course(fast, Path(tmp) / ("fast" if fast else "full")) for fast in modes}
+        root = args.keep or Path(tmp)
+        summaries = {fast: run_course(fast, root / ("fast" if fast else "full")) for fast in modes}
     names = [r["notebook"] for r in summaries[True]["notebooks"]]
     print(f"{'notebook':<40} " + " ".join(f"{('FAST' if f else 'full') + ' s':>9}" for f in modes))
     for i, name in enumerate(names):

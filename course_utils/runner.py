@@ -3,7 +3,8 @@
 ``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
 ``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
 if any notebook failed. ``course colab [--repo URL]`` rewrites the notebooks' Colab badge and
-setup cell (see course_utils/colab.py).
+setup cell (see course_utils/colab.py). ``course results`` runs the benchmarks and writes
+docs/RESULTS.md (see course_utils/results.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from course_utils import results as results_page
 from course_utils.config import repo_root
 
 
@@ -82,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     strip.add_argument("--executed", type=Path, help="folder of executed copies to take checked outputs from")
     colab = sub.add_parser("colab", help="write the Open-in-Colab badge and setup cell into every notebook")
     colab.add_argument("--repo", help="the course's GitHub URL; stored in pyproject.toml first")
+    results_page.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "results":
+        return results_page.main(args)
     if args.command == "colab":
         from course_utils import colab
         return colab.main(args.repo)

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,3 +48,18 @@ def test_no_stale_outputs(path):
     for cell in _cells(path):
         if cell["cell_type"] == "code" and "# NBVAL_CHECK_OUTPUT" not in _src(cell):
             assert not cell.get("outputs"), f"stale outputs in a cell starting {_src(cell)[:60]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path, caplog):
+    """papermill parses the parameters cell line by line; a comment with a second '=' hides
+    that line's name from `papermill --help-notebook` and logs 'Unable to parse'."""
+    import papermill as pm
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = [line.split("=", 1)[0].strip() for line in cell.source.splitlines()
+             if "=" in line and not line.lstrip().startswith("#")]
+    with caplog.at_level("WARNING"):
+        found = list(pm.inspect_notebook(str(path)))
+    assert found == names and "Unable to parse" not in caplog.text, caplog.text
