@@ -112,8 +112,6 @@ def linear_probe(train_feats, train_y, test_feats, test_y, *, C: float = 1.0, ma
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-
     xtr, ytr, xte, yte = (np.asarray(_np(a)) for a in (train_feats, train_y, test_feats, test_y))
     if xtr.ndim != 2 or len(xtr) != len(ytr):
         raise ValueError(f"train features must be (N, D) with N labels; got {xtr.shape} and {len(ytr)} labels")
@@ -121,12 +119,21 @@ def linear_probe(train_feats, train_y, test_feats, test_y, *, C: float = 1.0, ma
         raise ValueError(f"test features {xte.shape} do not match train features' width {xtr.shape[1]}")
     start = time.perf_counter()
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    # One BLAS/OpenMP thread: these fits are small, and extra threads next to torch's own
-    # oversubscribe a small CPU (measured on 2 cores under load: 10-19 s vs 0.2 s for nine probes).
-    with threadpool_limits(limits=1):
+    with single_threaded():
         clf.fit(xtr, ytr)
     seconds = time.perf_counter() - start
     return ProbeResult(float(clf.score(xte, yte)), float(clf.score(xtr, ytr)), seconds, clf)
+
+
+def single_threaded():
+    """Run small scikit-learn fits on one thread: ``with single_threaded(): ...``.
+
+    Why: scikit-learn's logistic regression uses OpenMP and BLAS threads; next to PyTorch's own
+    OpenMP threads on a small CPU they fight for the cores. Measured on the course's 2-core machine
+    under load: nine probes took 10-19 s with the default threads and 0.2 s on one thread.
+    """
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1)
 
 
 def _np(a):

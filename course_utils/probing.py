@@ -19,19 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from threadpoolctl import threadpool_limits
-
-from course_utils.features import cached_embeddings, linear_probe
-
-
-def single_threaded():
-    """Run small scikit-learn fits on one thread: ``with single_threaded(): linear_probe(...)``.
-
-    Why: scikit-learn's logistic regression uses OpenMP and BLAS threads; next to PyTorch's own
-    OpenMP threads on a small CPU they fight for the cores. Measured on the course's 2-core machine
-    under load: nine probes took 10-19 s with the default threads and 0.2 s on one thread.
-    """
-    return threadpool_limits(limits=1)
+from course_utils.features import cached_embeddings, linear_probe, single_threaded  # noqa: F401  (notebooks import it from here)
 
 
 class StageConcat(nn.Module):
