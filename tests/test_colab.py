@@ -77,7 +77,9 @@ def _run_cell(monkeypatch, tmp_path, *, colab_kernel, installed=True, absent=())
         monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((list(cmd), kw)))
-    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    # setenv first so that monkeypatch restores the variable's absence after the cell sets it
+    monkeypatch.setenv("COURSE_DATA_DIR", "placeholder")
+    monkeypatch.delenv("COURSE_DATA_DIR")
     monkeypatch.chdir(tmp_path)
     exec(compile(SOURCE, "colab-setup", "exec"), {})
     return calls
