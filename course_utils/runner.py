@@ -2,8 +2,8 @@
 
 ``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
 ``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
-if any notebook failed. ``course colab [--repo URL]`` rewrites the notebooks' Colab badge and
-setup cell (see course_utils/colab.py). ``course results`` runs the benchmarks and writes
+if any notebook failed. ``course colab [--repo URL]`` rewrites the Colab badge and setup cell of
+the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/colab.py). ``course results`` runs the benchmarks and writes
 docs/RESULTS.md (see course_utils/results.py).
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     strip = sub.add_parser("strip", help="clear committed outputs except cells marked " + CHECK_MARK)
     strip.add_argument("notebooks", nargs="+", type=Path)
     strip.add_argument("--executed", type=Path, help="folder of executed copies to take checked outputs from")
-    colab = sub.add_parser("colab", help="write the Open-in-Colab badge and setup cell into every notebook")
+    colab = sub.add_parser("colab", help="write the Open-in-Colab badge and setup cell into every notebook and exercise")
     colab.add_argument("--repo", help="the course's GitHub URL; stored in pyproject.toml first")
     results_page.add_parser(sub)
     args = parser.parse_args(argv)

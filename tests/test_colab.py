@@ -1,5 +1,6 @@
-"""The Colab badge and setup cell: generated from one URL, identical in every notebook, and the
-setup cell does the right thing locally, on Colab (commands checked, not run) and elsewhere."""
+"""The Colab badge and setup cell: generated from one URL, identical in every notebook (the course's
+and the exercises', source and release), and the setup cell does the right thing locally, on Colab
+(commands checked, not run) and elsewhere."""
 import ast
 import importlib.util
 import os
@@ -14,9 +15,16 @@ import nbformat
 import pytest
 
 from course_utils import colab, runner
+from course_utils.grading.release import release_text, run_release
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXERCISES = sorted((ROOT / "exercises" / "source").glob("*.ipynb"))
+RELEASES = sorted((ROOT / "exercises" / "release").glob("*.ipynb"))
+# every committed notebook that carries the cells, with the folder its badge opens: an exercise's
+# badge (source and release alike) opens the release, the notebook students work on
+CARRIERS = ([(p, "notebooks") for p in NOTEBOOKS] + [(p, "exercises/release") for p in EXERCISES]
+            + [(p, "exercises/release") for p in RELEASES])
 URL = colab.repository_url(ROOT)
 SOURCE = colab.setup_cell_source(URL, colab.colab_requirements(ROOT))
 
@@ -25,10 +33,16 @@ def _tags(cell):
     return cell.metadata.get("tags", [])
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_carries_the_generated_badge_and_setup_cell(path):
+def test_course_colab_writes_every_course_notebook_and_exercise():
+    assert len(NOTEBOOKS) == 8 and len(EXERCISES) == 4
+    assert colab.targets(ROOT) == CARRIERS[:len(NOTEBOOKS) + len(EXERCISES)]
+    assert [p.name for p in RELEASES] == [p.name for p in EXERCISES]
+
+
+@pytest.mark.parametrize("path, folder", CARRIERS, ids=[str(p.relative_to(ROOT)) for p, _ in CARRIERS])
+def test_notebook_carries_the_generated_badge_and_setup_cell(path, folder):
     cells = nbformat.read(path, as_version=4).cells
-    assert cells[0].source.split("\n")[0] == colab.badge(path.name, URL), "run `course colab`"
+    assert cells[0].source.split("\n")[0] == colab.badge(path.name, URL, folder), "run `course colab`"
     assert "parameters" in _tags(cells[1])
     setup = [c for c in cells if colab.SETUP_TAG in _tags(c)]
     assert setup == [cells[2]], "one setup cell, right after the parameters cell"
@@ -42,6 +56,19 @@ def test_badge_opens_this_notebook_on_github():
                     "(https://colab.research.google.com/github/someone/fork/blob/main/notebooks/05_lp_ft.ipynb)")
     with pytest.raises(ValueError, match="GitHub"):
         colab.badge("05_lp_ft.ipynb", "https://gitlab.com/someone/fork")
+    assert colab.badge("ex01_x.ipynb", "https://github.com/someone/fork", colab.EXERCISE_RELEASE).endswith(
+        "(https://colab.research.google.com/github/someone/fork/blob/main/exercises/release/ex01_x.ipynb)")
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.name)
+def test_release_keeps_the_setup_cell_as_the_source_has_it(path):
+    """`course-grade release` strips solutions, outputs and ids, but leaves the setup cell whole."""
+    source = nbformat.read(path, as_version=4)
+    release = nbformat.reads(release_text(path), as_version=4)
+    index = next(i for i, c in enumerate(source.cells) if colab.SETUP_TAG in _tags(c))
+    assert release.cells[index].source == source.cells[index].source == SOURCE
+    assert release.cells[index].metadata == {"tags": [colab.SETUP_TAG]}
+    assert release.cells[0].source == source.cells[0].source
 
 
 def _needs_in_cell():
@@ -126,6 +153,8 @@ def test_course_colab_points_a_copy_at_a_fork_idempotently(monkeypatch, tmp_path
     for name in ("pyproject.toml", "requirements.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    for folder in ("source", "release"):  # the hidden tests are not needed, nor read
+        shutil.copytree(ROOT / "exercises" / folder, tmp_path / "exercises" / folder)
     monkeypatch.setattr(colab, "repo_root", lambda: tmp_path)
     fork = "https://github.com/someone/fork"
 
@@ -133,18 +162,27 @@ def test_course_colab_points_a_copy_at_a_fork_idempotently(monkeypatch, tmp_path
     assert colab.repository_url(tmp_path) == fork
     pyproject = (tmp_path / "pyproject.toml").read_text()
     assert pyproject == (ROOT / "pyproject.toml").read_text().replace(URL, fork)
-    for path in NOTEBOOKS:
-        old, new = nbformat.read(path, as_version=4), nbformat.read(tmp_path / "notebooks" / path.name, as_version=4)
+    for path, folder in CARRIERS:
+        old, new = nbformat.read(path, as_version=4), nbformat.read(tmp_path / path.relative_to(ROOT), as_version=4)
         assert [c.id for c in new.cells] == [c.id for c in old.cells]
-        assert "/someone/fork/" in new.cells[0].source.split("\n")[0]
+        assert new.cells[0].source.split("\n")[0] == colab.badge(path.name, fork, folder)
         assert f'REPO = "{fork}"' in new.cells[2].source
         unchanged = lambda nb: [c for c in nb.cells[1:] if colab.SETUP_TAG not in _tags(c)]  # noqa: E731
         assert unchanged(new) == unchanged(old)
         assert new.cells[0].source.split("\n", 1)[1] == old.cells[0].source.split("\n", 1)[1]
 
-    before = {p.name: p.read_bytes() for p in (tmp_path / "notebooks").iterdir()}
+    # the release was regenerated as `course-grade release` writes it: fresh, byte for byte
+    exercises = tmp_path / "exercises"
+    assert run_release(exercises / "source", exercises / "release", check=True) == 0
+    for path in RELEASES:
+        assert (exercises / "release" / path.name).read_text(encoding="utf-8") == \
+            release_text(exercises / "source" / path.name)
+
+    files = lambda: {p: p.read_bytes() for p in tmp_path.rglob("*.ipynb")}  # noqa: E731
+    before = files()
+    assert len(before) == len(CARRIERS)
     assert colab.main(root=tmp_path) == 0
-    assert {p.name: p.read_bytes() for p in (tmp_path / "notebooks").iterdir()} == before
+    assert files() == before
 
 
 def test_course_colab_adds_the_cells_to_a_notebook_without_them(tmp_path):
