@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -20,15 +21,22 @@ from course_utils.finetune import replace_head
 from course_utils.repro import seed_everything, setup_threads
 
 
-def images_per_second(fn, batch: int, repeats: int) -> float:
+def images_per_second(fn, batch: int, min_seconds: float) -> float:
+    """Batch size / median seconds per call, over at least 3 calls and ``min_seconds``.
+
+    The median, not the mean: on a small shared CPU a single slow call (another process woke
+    up) would otherwise decide the figure.
+    """
     fn()  # warm-up: first call pays for allocation and kernel selection
-    start = time.perf_counter()
-    for _ in range(repeats):
+    times = []
+    while len(times) < 3 or sum(times) < min_seconds:
+        start = time.perf_counter()
         fn()
-    return batch * repeats / (time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
 
 
-def measure(size: int, channels_last: bool, batch: int, repeats: int) -> tuple[float, float]:
+def measure(size: int, channels_last: bool, batch: int, min_seconds: float) -> tuple[float, float]:
     bb = load_backbone(image_size=size, channels_last=channels_last)
     x = torch.rand(batch, 3, size, size) * 2 - 1
     features = bb.features.eval()
@@ -48,7 +56,7 @@ def measure(size: int, channels_last: bool, batch: int, repeats: int) -> tuple[f
         loss.backward()
         opt.step()
 
-    return images_per_second(infer, batch, repeats), images_per_second(train_step, batch, max(1, repeats // 2))
+    return images_per_second(infer, batch, min_seconds), images_per_second(train_step, batch, min_seconds)
 
 
 def head_on_cached_embeddings() -> tuple[float, float, float]:
@@ -74,9 +82,9 @@ def main() -> None:
     print(f"{'px':>4} {'channels_last':>13} {'infer img/s':>12} {'train img/s':>12}")
     for size in (96, 128, 224):
         batch = 32 if size < 224 else 16
-        repeats = 2 if args.quick else (4 if size < 224 else 2)
+        min_seconds = 0.5 if args.quick else 2.0
         for cl in (True, False):
-            inf, tr = measure(size, cl, batch, repeats)
+            inf, tr = measure(size, cl, batch, min_seconds)
             print(f"{size:>4} {str(cl):>13} {inf:>12.0f} {tr:>12.1f}", flush=True)
     sk, th, acc = head_on_cached_embeddings()
     print(f"linear head on 800 cached embeddings (fashion_mnist @64 px, test acc {acc:.3f}): "

@@ -103,6 +103,9 @@ class Backbone:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (B, 3, H, W) -> the normalisation this backbone was trained with."""
+        # Checked here, not only in the forward pass: a 1-channel batch would broadcast against
+        # the 3-channel mean silently and fail later, far from the mistake.
+        _check_batch(x)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std

@@ -4,7 +4,8 @@
 notebook at FAST and at full settings and keeps the executed copies), records the machine, and
 writes the page: the outputs of every notebook cell tagged ``result`` (figures saved next to the
 page, Markdown and printed text as they came out), then each benchmark's table.
-``course results --render-only --run DIR`` rewrites the page from an earlier run.
+``course results --render-only --run DIR`` rewrites the page from an earlier run;
+``course results --only backbone_throughput`` reruns one benchmark and rewrites the page.
 """
 from __future__ import annotations
 
@@ -33,12 +34,18 @@ BENCHMARKS = {
 }
 
 
-def run_all(run_dir: Path) -> None:
-    """Execute the benchmarks one after another (they time things: never in parallel)."""
+def run_all(run_dir: Path, only: list[str] | None = None) -> None:
+    """Execute the benchmarks (or ``only`` these) one after another: they time things, so never
+    in parallel. Outputs of benchmarks not rerun stay from the earlier run."""
+    unknown = sorted(set(only or []) - set(BENCHMARKS))
+    if unknown:
+        raise SystemExit(f"course results: unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
     bench_dir = run_dir / "benchmarks"
     bench_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "machine.json").write_text(json.dumps(machine(), indent=2))
     for name, extra in BENCHMARKS.items():
+        if only and name not in only:
+            continue
         args = ["--keep", str(run_dir / "course")] if name == "course_runtime" else []
         cmd = [sys.executable, str(repo_root() / "benchmarks" / f"{name}.py"), *args, *extra]
         print(f"course results: {name} ...", flush=True)
@@ -170,7 +177,7 @@ def _benchmark_section(bench_dir: Path) -> list[str]:
 def main(args) -> int:
     run_dir = Path(args.run)
     if not args.render_only:
-        run_all(run_dir)
+        run_all(run_dir, args.only)
     page = render(run_dir, Path(args.page))
     print(f"course results: wrote {page} from {run_dir}")
     return 0
@@ -183,3 +190,5 @@ def add_parser(sub) -> None:
     parser.add_argument("--page", type=Path, default=repo_root() / "docs" / "RESULTS.md")
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite the page from an earlier run in --run")
+    parser.add_argument("--only", nargs="+", metavar="BENCHMARK",
+                        help=f"rerun only these benchmarks ({', '.join(BENCHMARKS)}), keep the others' outputs")

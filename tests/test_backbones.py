@@ -66,6 +66,8 @@ def test_stage_outputs_cover_every_group(lite0):
 def test_bad_input_has_clear_error(lite0, bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         lite0.features(bad)
+    with pytest.raises((ValueError, TypeError), match=message):  # at the first step, not later
+        lite0.normalize(bad)
 
 
 def test_unknown_name_names_offline_choice():

@@ -81,3 +81,8 @@ def test_committed_page_matches_its_figures():
     linked = {line.split("](results/")[1].rstrip(")") for line in text.splitlines() if "](results/" in line}
     present = {p.name for p in (ROOT / "docs" / "results").glob("*.png")}
     assert linked == present
+
+
+def test_unknown_benchmark_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="unknown benchmark.*choose from"):
+        results.run_all(tmp_path, only=["nope"])
