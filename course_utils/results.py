@@ -3,7 +3,8 @@
 ``course results`` runs the four benchmark scripts (``course_runtime.py`` executes every
 notebook at FAST and at full settings and keeps the executed copies), records the machine, and
 writes the page: the outputs of every notebook cell tagged ``result`` (figures saved next to the
-page, Markdown and printed text as they came out), then each benchmark's table.
+page, Markdown and printed text as they came out), then each benchmark's table. It also rewrites
+the **Runtime** line of every notebook's first cell from the measured times.
 ``course results --render-only --run DIR`` rewrites the page from an earlier run;
 ``course results --only backbone_throughput`` reruns one benchmark and rewrites the page.
 """
@@ -25,6 +26,7 @@ from course_utils.config import repo_root
 
 RESULT_TAG = "result"
 _STYLE = re.compile(r"<style.*?</style>", re.DOTALL)
+_RUNTIME = re.compile(r"\*\*Runtime\*\*.*?(?=\n\n|\Z)", re.DOTALL)  # the paragraph in a notebook's first cell
 # script -> extra arguments; course_runtime's --keep is added at run time
 BENCHMARKS = {
     "course_runtime": [],
@@ -174,10 +176,45 @@ def _benchmark_section(bench_dir: Path) -> list[str]:
     return lines
 
 
+def update_runtimes(run_dir: Path, notebooks_dir: Path) -> list[str]:
+    """Rewrite the **Runtime** paragraph of each notebook's first cell from the run's timings,
+    so the figure a student reads before starting is measured, not typed. Returns the names changed."""
+    seconds = {}
+    for mode in ("fast", "full"):
+        summary = run_dir / "course" / mode / "summary.json"
+        if not summary.exists():
+            return []
+        seconds[mode] = {r["notebook"]: r["seconds"] for r in json.loads(summary.read_text())["notebooks"]
+                         if r["status"] == "ok"}
+    info = json.loads((run_dir / "machine.json").read_text())
+    changed = []
+    for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+        if path.name not in seconds["fast"] or path.name not in seconds["full"]:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        sentence = (f"**Runtime** on a {info['cores']}-core CPU with an empty embedding cache, kernel start "
+                    f"included (measured by `bash course.sh results` on {info['date']}): full settings "
+                    f"{_duration(seconds['full'][path.name])}, FAST {_duration(seconds['fast'][path.name])}. "
+                    "The last cell prints this run's time.")
+        source = _RUNTIME.sub(lambda _: sentence, nb.cells[0].source, count=1)
+        if source != nb.cells[0].source:
+            nb.cells[0].source = source
+            nbformat.write(nb, path)
+            changed.append(path.name)
+    return changed
+
+
+def _duration(seconds: float) -> str:
+    return f"≈ {seconds:.0f} s" if seconds < 90 else f"≈ {seconds / 60:.1f} min"
+
+
 def main(args) -> int:
     run_dir = Path(args.run)
     if not args.render_only:
         run_all(run_dir, args.only)
+    changed = update_runtimes(run_dir, repo_root() / "notebooks")
+    if changed:
+        print(f"course results: updated the Runtime line of {', '.join(changed)}")
     page = render(run_dir, Path(args.page))
     print(f"course results: wrote {page} from {run_dir}")
     return 0

@@ -86,3 +86,21 @@ def test_committed_page_matches_its_figures():
 def test_unknown_benchmark_is_named(tmp_path):
     with pytest.raises(SystemExit, match="unknown benchmark.*choose from"):
         results.run_all(tmp_path, only=["nope"])
+
+
+def test_runtime_line_is_rewritten_from_the_run(tmp_path):
+    run = tmp_path / "run"
+    _fake_run(run)
+    for mode, secs in (("fast", 12.3), ("full", 123.0)):
+        (run / "course" / mode).mkdir(parents=True, exist_ok=True)
+        (run / "course" / mode / "summary.json").write_text(json.dumps(
+            {"notebooks": [{"notebook": "00_demo.ipynb", "status": "ok", "seconds": secs}]}))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    first = "# 00 — A title\n\n**Runtime** typed by hand: 5 min,\nwrong.\n\n**Next** paragraph"
+    nbformat.write(new_notebook(cells=[new_markdown_cell(first)]), notebooks / "00_demo.ipynb")
+    assert results.update_runtimes(run, notebooks) == ["00_demo.ipynb"]
+    text = nbformat.read(notebooks / "00_demo.ipynb", as_version=4).cells[0].source
+    assert "full settings ≈ 2.0 min, FAST ≈ 12 s" in text and "typed by hand" not in text
+    assert text.startswith("# 00 — A title\n\n") and text.endswith("\n\n**Next** paragraph")
+    assert results.update_runtimes(run, notebooks) == []  # idempotent
