@@ -3,8 +3,8 @@
 ``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
 ``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
 if any notebook failed. ``course colab [--repo URL]`` rewrites the Colab badge and setup cell of
-the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/colab.py). ``course results`` runs the benchmarks and writes
-docs/RESULTS.md (see course_utils/results.py).
+the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/colab.py).
+``course results`` runs the benchmarks and writes docs/RESULTS.md (see course_utils/results.py).
 """
 from __future__ import annotations
 

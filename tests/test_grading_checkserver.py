@@ -1,5 +1,6 @@
 """Checks run in processes forked from a warm server: isolated, killable, logged."""
 import json
+import os
 import textwrap
 
 import psutil
@@ -17,6 +18,10 @@ HIDDEN = textwrap.dedent('''
         toolkit.LEFT_BEHIND = True
         print("hello from a check")
         return True, "clean"
+
+    def check_env(answers):
+        assert os.environ.get("COURSE_CHECK_ENV") == "from this call", "the call's env did not arrive"
+        assert os.environ.get("COURSE_GRADE_RUN") == "test-marker"
 
     def check_crash(answers):
         os._exit(7)
@@ -38,7 +43,8 @@ def _run(tmp_path, questions, timeout=60.0):
     results.unlink(missing_ok=True)
     rc, timed_out = checkserver.run_checks(
         [str(hidden), str(tmp_path / "answers"), str(results), *questions], cwd=tmp_path,
-        env={}, log_path=tmp_path / "check.log", timeout=timeout, marker="test-marker")
+        env=dict(os.environ, COURSE_CHECK_ENV="from this call"), log_path=tmp_path / "check.log",
+        timeout=timeout, marker="test-marker")
     lines = results.read_text().splitlines() if results.exists() else []
     return rc, timed_out, [json.loads(line) for line in lines]
 
@@ -48,9 +54,9 @@ pytestmark = pytest.mark.skipif(not checkserver.available(), reason="no forkserv
 
 def test_each_check_process_starts_clean_and_logs(tmp_path):
     for _ in range(2):
-        rc, timed_out, rows = _run(tmp_path, ["clean"])
+        rc, timed_out, rows = _run(tmp_path, ["clean", "env"])
         assert (rc, timed_out) == (0, False)
-        assert rows and rows[0]["status"] == "ok", rows
+        assert [r["status"] for r in rows] == ["ok", "ok"], rows
     assert "hello from a check" in (tmp_path / "check.log").read_text()
 
 
@@ -73,7 +79,7 @@ def test_unreadable_answers_are_this_submissions_error(tmp_path):
     hidden.write_text(HIDDEN)
     results = tmp_path / "results.jsonl"
     rc, _ = checkserver.run_checks([str(hidden), str(tmp_path / "answers"), str(results), "clean"],
-                                   cwd=tmp_path, env={}, log_path=tmp_path / "check.log",
+                                   cwd=tmp_path, env=dict(os.environ), log_path=tmp_path / "check.log",
                                    timeout=60, marker="m2")
     row = json.loads(results.read_text().splitlines()[0])
     assert rc == 0 and row["status"] == "error" and "could not be read" in row["detail"]

@@ -56,7 +56,7 @@ def run_checks(argv: list[str], *, cwd: Path, env: dict, log_path: Path, timeout
                                  log_path=log_path, marker=marker)
     context = _context()
     started = time.time()
-    child = context.Process(target=_check_main, args=(argv, str(cwd), str(log_path), marker),
+    child = context.Process(target=_check_main, args=(argv, str(cwd), env, str(log_path), marker),
                             name="course-grade-check")
     child.start()
     try:
@@ -70,10 +70,12 @@ def run_checks(argv: list[str], *, cwd: Path, env: dict, log_path: Path, timeout
         procs.kill_marked(marker, since=started)
 
 
-def _check_main(argv: list[str], cwd: str, log_path: str, marker: str) -> None:
+def _check_main(argv: list[str], cwd: str, env: dict, log_path: str, marker: str) -> None:
     """Inside the forked check process: the same setup the subprocess got, then the checks."""
+    # The server's environment is the parent's at the start of the batch; take this call's.
     # Anything a check starts inherits the marker, so the parent can find and kill it.
-    os.environ[procs.MARKER_VAR] = marker
+    os.environ.clear()
+    os.environ.update(env, **{procs.MARKER_VAR: marker})
     os.chdir(cwd)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
