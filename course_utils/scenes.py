@@ -36,7 +36,8 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def texture_crops(split: str, crops: int, crop_size: int, size: int, seed: int, grayscale: bool = False):
-    """``crops`` random crops per texture: train from the left half of each image, test from the right.
+    """``crops`` random crops per texture: test from the right half of each image; the left half's
+    bottom ``crop_size`` rows give val, the rows above them train, so no pixel is in two splits.
 
     Returns (x uint8 N x size x size x 3, y, boxes N x 4 as (top, left, bottom, right) in source pixels).
     """
@@ -44,13 +45,15 @@ def texture_crops(split: str, crops: int, crop_size: int, size: int, seed: int, 
     for label, (name, img) in enumerate(texture_images().items()):
         h, w = img.shape[:2]
         half = w // 2
-        if crop_size > min(h, half):
+        if crop_size > min(h // 2, half):
             raise ValueError(f"crop_size={crop_size} is too large for texture {name!r} ({h}x{w}); "
-                             f"allowed: at most {min(h, half)}")
-        rng = np.random.default_rng([seed, label, split == "test"])
-        left0 = 0 if split == "train" else half
+                             f"allowed: at most {min(h // 2, half)}")
+        rng = np.random.default_rng([seed, label, ("train", "test", "val").index(split)])
+        left0 = half if split == "test" else 0
+        tops = {"train": (0, h - 2 * crop_size + 1), "val": (h - crop_size, h - crop_size + 1),
+                "test": (0, h - crop_size + 1)}[split]
         for _ in range(crops):
-            top, left = rng.integers(0, h - crop_size + 1), left0 + rng.integers(0, half - crop_size + 1)
+            top, left = rng.integers(*tops), left0 + rng.integers(0, half - crop_size + 1)
             crop = img[top:top + crop_size, left:left + crop_size]
             if grayscale:
                 crop = np.repeat(crop.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)

@@ -23,6 +23,8 @@ def _as_row(result) -> dict:
     if "accuracy" not in data:
         raise ValueError(f"a run must return something with an 'accuracy'; got keys {sorted(data)}")
     row = {"accuracy": float(data["accuracy"])}
+    if data.get("val_accuracy") is not None:
+        row["val_accuracy"] = float(data["val_accuracy"])
     if data.get("trainable") is not None:
         row["trainable"] = int(data["trainable"])
     return row

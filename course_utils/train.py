@@ -1,6 +1,7 @@
 """A plain training loop: ``fit`` and ``evaluate`` on in-memory tensors (the course's sets are small)."""
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,6 +23,7 @@ class History:
     train_acc: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    best_epoch: int | None = None  # 0-based; set when fit(restore_best=True) kept the best-on-val weights
 
     @property
     def final_val(self) -> float | None:
@@ -67,15 +69,19 @@ def evaluate(model: nn.Module, data, batch_size: int = 256, device=None, transfo
 def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimizer, *, val_data=None,
         batch_size: int = 32, device=None, transform: Callable | None = None, bn_eval: bool = False,
         on_epoch: Callable[[int, nn.Module], None] | None = None, seed: int = 0,
-        progress: bool = True) -> History:
+        progress: bool = True, restore_best: bool = False) -> History:
     """Train with cross-entropy; returns a History.
 
     ``transform`` runs on each batch on the device (normalisation, augmentation); ``bn_eval``
     keeps BatchNorm statistics fixed (see ``set_bn_eval``); ``on_epoch(epoch, model)`` is
-    called before each epoch (progressive unfreezing hooks in there).
+    called before each epoch (progressive unfreezing hooks in there). With ``val_data``, accuracy
+    on it is recorded after every epoch; ``restore_best`` then ends with the weights of the best
+    epoch on validation (early stopping chosen on val, never on test).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if restore_best and val_data is None:
+        raise ValueError("restore_best picks the best epoch on validation data: pass val_data too")
     device = device or get_device()
     model.to(device)
     loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
@@ -88,6 +94,10 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
         history.train_acc.append(acc)
         if val_data is not None:
             history.val_acc.append(evaluate(model, val_data, device=device, transform=transform))
+            if restore_best and history.val_acc[-1] >= max(history.val_acc):
+                history.best_epoch, best = epoch, copy.deepcopy(model.state_dict())
+    if restore_best:
+        model.load_state_dict(best)
     history.seconds = time.perf_counter() - start
     return history
 

@@ -39,7 +39,47 @@ def test_notebook_shape(path):
     assert not any("sys.path" in s for s in code), "import the installed course_utils; no sys.path edits"
     assert any("from course_utils" in s for s in code)
     markdown = "\n".join(_src(c) for c in cells if c["cell_type"] == "markdown").lower()
-    assert "transfer note" in markdown and "exercises" in markdown
+    assert "questionnaire" in markdown, "end with a questionnaire (a '## Questionnaire' section)"
+    assert "exercises" in markdown and "predict first" in markdown
+    assert any("transfer_note(" in s for s in code), "fill the five-field transfer note from the run"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_transfer_note_has_five_fields(path):
+    """Every keyword of notes.transfer_note is passed (the call fails on an empty field at run time)."""
+    from course_utils.notes import TRANSFER_NOTE_FIELDS
+
+    calls = [s[s.index("transfer_note("):] for s in map(_src, _cells(path)) if "transfer_note(" in s]
+    assert calls
+    for field in TRANSFER_NOTE_FIELDS:
+        assert all(f"{field}=" in call for call in calls), f"transfer note lacks {field}="
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_prose_cells_are_collapsed(path):
+    """Cells that render generated text keep their source collapsed (run `course hide-prose`)."""
+    from course_utils.runner import is_prose_cell
+
+    for cell in _cells(path):
+        if cell["cell_type"] == "code" and is_prose_cell(_src(cell)):
+            assert cell.get("metadata", {}).get("jupyter", {}).get("source_hidden"), \
+                f"prose cell not collapsed: {_src(cell)[:60]!r} (run .venv/bin/course hide-prose notebooks/*.ipynb)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nothing_is_chosen_on_test(path):
+    """The protocol: choices (argmax, best, idxmax) are made on validation data. A line that picks
+    a best value must not mention a test set, so a selection on test cannot hide in plain sight."""
+    import re
+
+    choosing = re.compile(r"\b(argmax|idxmax|max\(|best_|\.best|choose|chosen|pick)")
+    for cell in _cells(path):
+        if cell["cell_type"] != "code":
+            continue
+        for line in _src(cell).splitlines():
+            code = line.split("#", 1)[0]
+            if choosing.search(code) and re.search(r"\btest\b|_test\b|test_acc", code) and "argmax(1)" not in code:
+                raise AssertionError(f"a choice reads the test set: {line.strip()!r}; choose on 'val'")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
