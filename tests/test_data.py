@@ -39,7 +39,7 @@ def test_shipped_files_match_registry():
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_CLASSES))
-@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_every_set_loads_with_the_contract(name, split):
     s = data.load_dataset(name, split, per_class=2, **SMALL)
     assert s.x.dtype == torch.float32 and s.x.shape == (len(s), 3, 32, 32)
@@ -51,10 +51,13 @@ def test_every_set_loads_with_the_contract(name, split):
 
 def test_full_split_sizes():
     assert len(data.load_dataset("fashion_mnist", "test", image_size=28)) == 2000
-    mnist = data.load_dataset("mnist", "train", image_size=28)
-    assert set(mnist.counts().values()) == {400}
-    digits = [data.load_dataset("digits", sp, image_size=8) for sp in ("train", "test")]
-    assert len(digits[0]) + len(digits[1]) == 1797 and 0.18 < len(digits[1]) / 1797 < 0.22
+    mnist = {sp: data.load_dataset("mnist", sp, image_size=28) for sp in data.SPLITS}
+    assert [set(mnist[sp].counts().values()) for sp in data.SPLITS] == [{320}, {80}, {100}]
+    digits = [data.load_dataset("digits", sp, image_size=8) for sp in data.SPLITS]
+    assert sum(map(len, digits)) == 1797 and 0.18 < len(digits[2]) / 1797 < 0.22
+    assert 0.14 < len(digits[1]) / 1797 < 0.18
+    fashion = [data.load_dataset("fashion_mnist", sp, image_size=28) for sp in ("train", "val")]
+    assert [set(f.counts().values()) for f in fashion] == [{500}, {100}]
 
 
 def test_digits_nearest_upsampling_keeps_the_17_grey_levels():
@@ -88,7 +91,9 @@ def test_objects_split_by_object_and_views():
     assert len(train) == 3 * len(set(train.meta["object_id"])) and set(train.meta["view"]) == {0, 1, 2}
     def objects_of(s, i):
         return set(s.subset(s.y == i).meta["object_id"])
-    n = {k: len(objects_of(train, i)) + len(objects_of(test, i)) for i, k in enumerate(train.classes)}
+    val = data.load_dataset("objects", "val", **SMALL)
+    n = {k: len(objects_of(train, i)) + len(objects_of(val, i)) + len(objects_of(test, i))
+         for i, k in enumerate(train.classes)}
     assert min(n.values()) >= 15
     for k, i in ((k, i) for i, k in enumerate(train.classes)):
         frac = len(objects_of(test, i)) / n[k]
@@ -152,14 +157,14 @@ def test_shift_kinds_do_what_they_say():
 def test_clear_value_errors():
     with pytest.raises(ValueError, match="known: fashion_mnist, mnist, digits"):
         data.load_dataset("cifar10")
-    with pytest.raises(ValueError, match="allowed: 'train', 'test'"):
-        data.load_dataset("mnist", "val")
+    with pytest.raises(ValueError, match="allowed: 'train', 'val', 'test'"):
+        data.load_dataset("mnist", "valid")
     with pytest.raises(ValueError, match="allowed: views, background"):
         data.load_dataset("objects", colour=True)
-    with pytest.raises(ValueError, match="the max is 400"):
-        data.load_dataset("mnist", "train", per_class=401)
-    with pytest.raises(ValueError, match="the max is 11"):
-        data.load_dataset("objects", "train", per_class=12)
+    with pytest.raises(ValueError, match="the max is 320"):
+        data.load_dataset("mnist", "train", per_class=321)
+    with pytest.raises(ValueError, match="the max is 9"):
+        data.load_dataset("objects", "train", per_class=10)
     s = data.load_dataset("digits", "test", **SMALL)
     with pytest.raises(ValueError, match="the max is 35"):
         data.subsample(s, 36)
