@@ -88,11 +88,14 @@ for place in [".", "..", "../grader", os.path.expanduser("~")]:
         except OSError:
             pass
 pathlib.Path("../grader/result.json").write_text('{{"status": "ok", "detail": "x", "answers": "answers"}}')
-pathlib.Path({str(hidden)!r}).write_text(
-    'QUESTIONS = {{"q1_add": 2, "q2_weights": 3}}\\n'
-    'def collect(ns):\\n    return {{}}\\n'
-    'def check_q1_add(a):\\n    return True, "hacked"\\n'
-    'def check_q2_weights(a):\\n    return True, "hacked"\\n')
+try:  # the sandbox hides the hidden tests; with --sandbox none the write works (and is ignored)
+    pathlib.Path({str(hidden)!r}).write_text(
+        'QUESTIONS = {{"q1_add": 2, "q2_weights": 3}}\\n'
+        'def collect(ns):\\n    return {{}}\\n'
+        'def check_q1_add(a):\\n    return True, "hacked"\\n'
+        'def check_q2_weights(a):\\n    return True, "hacked"\\n')
+except OSError:
+    pass
 print("q1_add: ok (2/2)\\nq2_weights: ok (3/3)\\nAll tests passed!")
 """
     return _variant(replace={3: "def add(a, b):\n    return 0", 4: "weights = 0", **NO_SELF_CHECK},
@@ -234,7 +237,10 @@ def test_summary(graded):
     assert summary["status_counts"]["timeout"] == 2 and summary["status_counts"]["invalid"] == 8
     assert summary["questions"]["q1_add"]["max_points"] == 2
     assert any("notes.txt" in n for n in summary["notes"])
-    assert any("changed while grading" in n for n in summary["notes"])  # cheat_files wrote it
+    # the sandbox kept cheat_files from rewriting the hidden tests (test_grading_sandbox shows
+    # the warning a batch gives when --sandbox none lets a submission do it)
+    assert not any("changed while grading" in n for n in summary["notes"])
+    assert summary["sandbox"]["kind"] == "bwrap"
     assert set(summary["timing"]) == {"jobs", "total_s", "per_student_s"}
 
 

@@ -3,7 +3,8 @@
 Modules: ``spec`` (exercise format), ``release`` (student notebooks), ``submissions``
 (finding and validating notebooks), ``runner`` (one submission: worker + checks), ``batch``
 (a folder -> grades.csv/summary.json), ``worker``/``checker`` (the subprocess entry points),
-``engine`` (output caps), ``procs`` (timeouts and process-tree cleanup), ``cli``.
+``engine`` (output caps), ``procs`` (timeouts and process-tree cleanup), ``sandbox``
+(bubblewrap isolation and per-submission limits), ``cli``.
 Nothing heavy is imported here, so ``course-grade release`` starts quickly.
 """
 

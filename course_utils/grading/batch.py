@@ -9,14 +9,16 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from course_utils.grading import checkserver
+from course_utils.config import repo_root
+from course_utils.grading import checkserver, sandbox
 from course_utils.grading.runner import Outcome, Settings, grade_one
-from course_utils.grading.spec import STATUSES, Exercise, load_exercise
+from course_utils.grading.spec import STATUSES, Exercise, default_exercises_dir, load_exercise
 from course_utils.grading.submissions import find_submissions
 
 COLUMNS = ["student", "exercise", "question", "points", "max_points", "status", "detail"]
@@ -24,17 +26,22 @@ COLUMNS = ["student", "exercise", "question", "points", "max_points", "status", 
 
 def grade_batch(exercise: Exercise, submissions_dir: Path, out_dir: Path, settings: Settings,
                 progress: bool = True) -> dict:
-    """Grade every STUDENT.ipynb in ``submissions_dir``; return the summary that was written."""
+    """Grade every STUDENT.ipynb in ``submissions_dir``; return the summary that was written.
+
+    Raises ``sandbox.SandboxError`` (before writing anything) if the sandbox cannot run.
+    """
     submissions, notes = find_submissions(submissions_dir)
     out_dir = Path(out_dir)
-    executed_dir = out_dir / "executed"
-    executed_dir.mkdir(parents=True, exist_ok=True)
-    for old in executed_dir.glob("*.ipynb"):  # results of an earlier run must not linger
-        old.unlink()
     start = time.monotonic()
     tmp_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
-        outcomes = _run_all(exercise, submissions, settings, executed_dir, tmp_root, progress)
+        hide = _hidden_from_submissions(exercise, submissions_dir, out_dir, tmp_root)
+        box = sandbox.prepare(settings.sandbox, settings.limits, hide=hide, scratch=tmp_root,
+                              gpu=settings.device == "cuda")
+        if progress:
+            print(box.line(), file=sys.stderr)
+        executed_dir = _fresh_executed_dir(out_dir)
+        outcomes = _run_all(exercise, submissions, settings, box, executed_dir, tmp_root, progress)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     notes += _tamper_notes(exercise)
@@ -42,6 +49,7 @@ def grade_batch(exercise: Exercise, submissions_dir: Path, out_dir: Path, settin
     rows.sort(key=lambda r: (r["student"], r["question"]))
     _write_csv(out_dir / "grades.csv", rows)
     summary = _summary(exercise, outcomes, rows, settings, notes)
+    summary["sandbox"] = box.describe()
     summary["timing"] = {
         "jobs": settings.jobs, "total_s": round(time.monotonic() - start, 2),
         "per_student_s": {o.student: round(o.seconds, 2) for o in outcomes},
@@ -51,7 +59,23 @@ def grade_batch(exercise: Exercise, submissions_dir: Path, out_dir: Path, settin
     return summary
 
 
-def _run_all(exercise, submissions, settings, executed_dir, tmp_root, progress) -> list[Outcome]:
+def _hidden_from_submissions(exercise: Exercise, submissions_dir, out_dir, tmp_root) -> list:
+    """What a submission must not see: the solutions and hidden tests (also in git's history),
+    the other submissions, the grades, the other submissions' temp folders."""
+    return [exercise.source.parent, exercise.hidden.parent, default_exercises_dir(),
+            repo_root() / ".git", Path(submissions_dir), out_dir, tmp_root]
+
+
+def _fresh_executed_dir(out_dir: Path) -> Path:
+    executed_dir = out_dir / "executed"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    for old in executed_dir.glob("*.ipynb"):  # results of an earlier run must not linger
+        old.unlink()
+    return executed_dir
+
+
+def _run_all(exercise, submissions, settings, box, executed_dir, tmp_root,
+             progress) -> list[Outcome]:
     from tqdm import tqdm
 
     outcomes = []
@@ -60,7 +84,7 @@ def _run_all(exercise, submissions, settings, executed_dir, tmp_root, progress) 
     # Threads only wait on subprocesses; the work itself happens in the worker processes.
     with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
         futures = {
-            pool.submit(grade_one, exercise, sid, path, settings, executed_dir, tmp_root): sid
+            pool.submit(grade_one, exercise, sid, path, settings, executed_dir, tmp_root, box): sid
             for sid, path in submissions.items()
         }
         for future in as_completed(futures):

@@ -2,9 +2,11 @@
 
     course-grade release [--source DIR] [--release DIR] [--check]
     course-grade EXERCISE SUBMISSIONS_DIR --out OUT_DIR [--timeout S] [--jobs N] [--fast]
+                 [--sandbox {auto,bwrap,none}] [--memory-mb MB] [--max-procs N] [--disk-mb MB]
 
 Exit codes: 0 done (students may still have failed), 1 ``release --check`` found a stale
-release, 2 a usage problem (unknown exercise, missing folder, malformed hidden tests).
+release, 2 a usage problem (unknown exercise, missing folder, malformed hidden tests) or a
+sandbox that cannot run here.
 """
 from __future__ import annotations
 
@@ -44,11 +46,21 @@ def _grade_parser() -> argparse.ArgumentParser:
                    help="seconds for the hidden checks of one notebook (default: --timeout)")
     p.add_argument("--exercises-dir", type=Path, default=None,
                    help="tree with source/ and grading/ (default: the repo's exercises/)")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
+                   help="isolate each notebook with bubblewrap (auto: bwrap, or stop if it "
+                        "cannot run); none: no isolation (default auto)")
+    p.add_argument("--memory-mb", type=int, default=4096,
+                   help="memory per notebook, its processes together (default 4096)")
+    p.add_argument("--max-procs", type=int, default=256,
+                   help="processes + threads per notebook (default 256)")
+    p.add_argument("--disk-mb", type=int, default=1024,
+                   help="disk a notebook may write, per file and in total (default 1024)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from course_utils.grading.sandbox import SandboxError
     from course_utils.grading.spec import ExerciseError
     from course_utils.grading.submissions import SubmissionsError
 
@@ -59,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_release(args.source, args.release, check=args.check)
         return _grade(_grade_parser().parse_args(argv))
-    except (ExerciseError, SubmissionsError) as exc:
+    except (ExerciseError, SubmissionsError, SandboxError) as exc:
         print(f"course-grade: error: {exc}", file=sys.stderr)
         return 2
 
@@ -69,17 +81,20 @@ def _grade(args) -> int:
     from course_utils.grading.runner import Settings
     from course_utils.grading.spec import load_exercise
 
-    if args.timeout <= 0 or args.jobs < 1:
-        print("course-grade: error: --timeout must be > 0 and --jobs >= 1", file=sys.stderr)
+    if args.timeout <= 0 or args.jobs < 1 or min(args.memory_mb, args.max_procs, args.disk_mb) < 1:
+        print("course-grade: error: --timeout, --memory-mb, --max-procs, --disk-mb must be > 0 "
+              "and --jobs >= 1", file=sys.stderr)
         return 2
     exercise = load_exercise(args.exercise, args.exercises_dir)
     settings = Settings(timeout=args.timeout, check_timeout=args.check_timeout, jobs=args.jobs,
-                        fast=args.fast, device=detect_device())
+                        fast=args.fast, device=detect_device(), sandbox=args.sandbox,
+                        memory_mb=args.memory_mb, max_procs=args.max_procs, disk_mb=args.disk_mb)
     summary = grade_batch(exercise, args.submissions, args.out, settings)
     for note in summary["notes"]:
         print(f"note: {note}", file=sys.stderr)
     counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
-    print(f"graded {summary['n_students']} submissions of {exercise.name} -> {args.out} ({counts})")
+    print(f"graded {summary['n_students']} submissions of {exercise.name} -> {args.out} ({counts}; "
+          f"sandbox {summary['sandbox']['kind']})")
     return 0
 
 

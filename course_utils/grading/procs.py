@@ -17,13 +17,17 @@ import psutil
 
 MARKER_VAR = "COURSE_GRADE_RUN"
 TERM_GRACE_S = 3.0  # time the worker gets to save the partial notebook after SIGTERM
+WATCH_EVERY_S = 0.25  # how often ``watch`` is asked while a command runs
 
 
-def run_limited(cmd, *, cwd, env, stdin_text, timeout, log_path, marker) -> tuple[int | None, bool]:
+def run_limited(cmd, *, cwd, env, stdin_text, timeout, log_path, marker, watch=None,
+                term_target=None) -> tuple[int | None, bool]:
     """Run ``cmd`` for at most ``timeout`` seconds; return (exit code or None, timed_out).
 
     Whatever carries ``marker`` in its environment is killed afterwards in every case, so a
-    background process a notebook started cannot outlive its grading.
+    background process a notebook started cannot outlive its grading. ``watch(pid)`` is polled
+    while it runs: True stops it early (returns (None, False)). ``term_target(root)`` picks the
+    process that gets the SIGTERM on a timeout (default: ``cmd`` itself; a sandbox sits between).
     """
     env = dict(env, **{MARKER_VAR: marker})
     started = time.time()
@@ -34,13 +38,29 @@ def run_limited(cmd, *, cwd, env, stdin_text, timeout, log_path, marker) -> tupl
         )
         try:
             _feed(proc, stdin_text)
-            return proc.wait(timeout=max(0.1, timeout - (time.time() - started))), False
+            rc = _wait(proc, started + timeout, watch)
+            if rc is None:
+                stop_tree(proc, term_target)
+            return rc, False
         except subprocess.TimeoutExpired:
-            stop_tree(proc)
+            stop_tree(proc, term_target)
             return None, True
         finally:
             kill_marked(marker, since=started)
             proc.poll()
+
+
+def _wait(proc, deadline: float, watch) -> int | None:
+    """The exit code; None once ``watch`` says stop; TimeoutExpired at the deadline."""
+    while True:
+        left = max(0.1, deadline - time.time())
+        try:
+            return proc.wait(timeout=min(left, WATCH_EVERY_S) if watch else left)
+        except subprocess.TimeoutExpired:
+            if watch is None or time.time() >= deadline:
+                raise
+            if watch(proc.pid):
+                return None
 
 
 def _feed(proc, text: str) -> None:
@@ -51,7 +71,7 @@ def _feed(proc, text: str) -> None:
         pass  # it died at once; its exit code tells the story
 
 
-def stop_tree(proc: subprocess.Popen) -> None:
+def stop_tree(proc: subprocess.Popen, term_target=None) -> None:
     """SIGTERM the worker (it saves what ran), then SIGKILL it and all its descendants."""
     try:
         root = psutil.Process(proc.pid)
@@ -59,9 +79,10 @@ def stop_tree(proc: subprocess.Popen) -> None:
     except psutil.NoSuchProcess:
         return
     try:
-        proc.send_signal(signal.SIGTERM)
+        worker = term_target(root) if term_target else root
+        worker.send_signal(signal.SIGTERM)
         proc.wait(timeout=TERM_GRACE_S)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
+    except (subprocess.TimeoutExpired, psutil.Error):
         pass
     kill_family(family)
 

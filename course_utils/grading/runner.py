@@ -27,6 +27,7 @@ from pathlib import Path
 import nbformat
 
 from course_utils.grading import checkserver, procs
+from course_utils.grading.sandbox import Limits, Sandbox, worker_process
 from course_utils.grading.spec import Exercise, timeout_detail
 from course_utils.grading.submissions import load_submission
 
@@ -46,6 +47,14 @@ class Settings:
     seed: int = 0
     device: str = "cpu"
     start_timeout: float = 60.0
+    sandbox: str = "auto"  # auto (= bwrap, or stop), bwrap, none: see sandbox.py
+    memory_mb: int = Limits.memory_mb
+    max_procs: int = Limits.max_procs
+    disk_mb: int = Limits.disk_mb
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.memory_mb, self.max_procs, self.disk_mb)
 
     @property
     def cell_timeout(self) -> float:
@@ -66,14 +75,14 @@ class Outcome:
 
 
 def grade_one(exercise: Exercise, student: str, path: Path, settings: Settings,
-              executed_dir: Path, tmp_root: Path) -> Outcome:
+              executed_dir: Path, tmp_root: Path, box: Sandbox) -> Outcome:
     start = time.monotonic()
     nb, problem = load_submission(path)
     if nb is None:
         return _uniform(exercise, student, "invalid", problem, start)
     sub_dir = Path(tempfile.mkdtemp(prefix="s-", dir=tmp_root))
     try:
-        status, detail = _execute(exercise, nb, sub_dir, settings)
+        status, detail = _execute(exercise, nb, sub_dir, settings, box)
         _keep_executed(sub_dir / "grader" / "executed.ipynb", executed_dir / f"{student}.ipynb")
         if status != "ok":
             return _uniform(exercise, student, status, _clean(detail, sub_dir), start)
@@ -89,7 +98,8 @@ def _uniform(exercise, student, status, detail, start) -> Outcome:
     return Outcome(student, status, results, time.monotonic() - start)
 
 
-def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings) -> tuple[str, str]:
+def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings,
+             box: Sandbox) -> tuple[str, str]:
     work, grader = sub_dir / "work", sub_dir / "grader"
     for folder in (work, grader, sub_dir / "home"):
         folder.mkdir()
@@ -100,28 +110,46 @@ def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings) -> tuple
         "cell_timeout": settings.cell_timeout, "start_timeout": settings.start_timeout,
         "timeout": settings.timeout,
     }
-    rc, timed_out = procs.run_limited(
-        [sys.executable, "-m", "course_utils.grading.worker"], cwd=grader,
-        env=_kernel_env(sub_dir / "home", grader, settings), stdin_text=json.dumps(job),
-        timeout=settings.timeout, log_path=grader / "worker.log", marker=secrets.token_hex(8),
-    )
+    with box.enter(sub_dir) as run:
+        rc, timed_out = procs.run_limited(
+            run.wrap([sys.executable, "-m", "course_utils.grading.worker"]), cwd=grader,
+            env=run.env(_kernel_env(sub_dir / "home", grader, settings)),
+            stdin_text=json.dumps(job), timeout=settings.timeout, log_path=grader / "worker.log",
+            marker=secrets.token_hex(8), watch=run.watch, term_target=worker_process,
+        )
+        result = _read_result(grader / "result.json")
+        over = run.exceeded(result["detail"] if result else "")
+    if over:  # before the timeout: a fork bomb that also hangs is reported as the fork bomb
+        return "error", over
     if timed_out:
         return "timeout", timeout_detail(settings.timeout)
-    result = _read_result(grader / "result.json")
     if result is None:
         return "error", f"grader worker failed (exit {rc}): {_log_tail(grader / 'worker.log')}"
     if result["status"] == "ok":
-        answers = grader / result["answers"]
-        check = sub_dir / "check"
-        check.mkdir()
-        for ext in (".json", ".npz"):
-            if Path(f"{answers}{ext}").exists():
-                os.replace(f"{answers}{ext}", check / f"answers{ext}")
+        _move_answers(grader / result["answers"], sub_dir / "check")
     return result["status"], result["detail"]
+
+
+def _move_answers(answers: Path, check: Path) -> None:
+    check.mkdir()
+    for ext in (".json", ".npz"):
+        if _regular_file(Path(f"{answers}{ext}")):
+            os.replace(f"{answers}{ext}", check / f"answers{ext}")
+
+
+def _regular_file(path: Path) -> bool:
+    """A plain file, not a symlink: the kernel could plant a link to a file it cannot read
+    (the solutions) for the grader, which runs outside the sandbox, to copy or parse."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _read_result(path: Path) -> dict | None:
     """The worker's result, or None if missing or not in the shape the worker writes."""
+    if not _regular_file(path):
+        return None
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
         ok_answers = result["status"] != "ok" or _ANSWERS_NAME.fullmatch(result["answers"])
@@ -222,7 +250,7 @@ def _read_results(path: Path, wanted) -> dict:
 
 
 def _keep_executed(src: Path, dst: Path) -> None:
-    if not src.is_file():
+    if not _regular_file(src):
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.stat().st_size <= MAX_EXECUTED_BYTES:

@@ -10,9 +10,10 @@ IMAGE_SIZE = 64
 NUM_CLASSES = 9
 ACCURACY_BAR = 0.45     # reference solution: 0.6-0.7 here in FAST and full mode (chance 0.11)
 AGREEMENT_BAR = 0.9     # predict_groups vs the submitted head on the grader's own features
-# Q3's images: test objects rendered on a noise background, 8 per group (explicit per_class, so
-# the set does not depend on COURSE_FAST). collect() and the checks build it the same way.
-PREDICT_SET = dict(split="test", per_class=8, image_size=IMAGE_SIZE, seed=0, views=2, background="noise")
+# Q3's images: val objects rendered on a noise background, 4 per group (explicit per_class, so
+# the set does not depend on COURSE_FAST). Q3 grades agreement, not accuracy, so val will do; the
+# test objects stay out of the kernel (the sandbox hides them). collect() and the checks build it alike.
+PREDICT_SET = dict(split="val", per_class=4, image_size=IMAGE_SIZE, seed=0, views=2, background="noise")
 
 
 def collect(ns):
@@ -28,7 +29,7 @@ def collect(ns):
         return getattr(head, name).detach().float().cpu()
 
     def predictions():
-        x = load_dataset("objects", **{"split": "test", "per_class": 8, "image_size": 64, "seed": 0,
+        x = load_dataset("objects", **{"split": "val", "per_class": 4, "image_size": 64, "seed": 0,
                                        "views": 2, "background": "noise"}).x
         with torch.no_grad():
             out = ns["predict_groups"](x.clone())

@@ -1,7 +1,9 @@
 """Hidden tests for ex02_finetune_bn (see docs/GRADING.md).
 
 The check process loads a fresh backbone, compares the submitted BatchNorm statistics with the
-pretrained ones and measures the submitted weights' accuracy on held-out renders itself.
+pretrained ones and measures the submitted weights' accuracy on held-out renders itself. Q2 also
+grades behaviour: collect() runs the student's train_epoch once on a copy of the model and a
+grader-made batch, so copying the statistics back after a train-mode run does not pass.
 """
 
 QUESTIONS = {"q1_param_groups": 2, "q2_bn_frozen": 2, "q3_accuracy": 3}
@@ -25,10 +27,30 @@ def collect(ns):
                         "numel": int(sum(p.numel() for p in params))})
         return out
 
+    def bn_after_one_epoch():
+        # Behaviour, not the final buffers: call the student's train_epoch on a copy of the model and
+        # a grader-made batch, and report how far the BN running statistics and the weights moved.
+        import copy
+
+        import torch
+        model = copy.deepcopy(ns["model"])
+        stats = lambda m: {k: v.detach().float().cpu().clone() for k, v in m.state_dict().items()
+                           if k.endswith(("running_mean", "running_var"))}
+        weights = lambda m: torch.cat([p.detach().float().cpu().flatten() for p in m.features.parameters()])
+        before, w0 = stats(model), weights(model)
+        gen = torch.Generator().manual_seed(1234)
+        x, y = torch.rand(16, 3, 64, 64, generator=gen), torch.randint(0, 9, (16,), generator=gen)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+        ns["train_epoch"](model, optimizer, x, y)
+        after = stats(model)
+        return {"bn_moved": max(float((after[k] - v).abs().max()) for k, v in before.items()),
+                "n_bn": len(before), "weights_moved": float((weights(model) - w0).abs().max())}
+
     return {
         "groups": groups,
         "trainable": lambda: [name for name, p in ns["model"].named_parameters() if p.requires_grad],
         "state": lambda: {k: v.detach().cpu() for k, v in ns["model"].state_dict().items()},
+        "bn_step": bn_after_one_epoch,
     }
 
 
@@ -91,6 +113,12 @@ def check_q1_param_groups(answers):
 
 
 def check_q2_bn_frozen(answers):
+    step = answers["bn_step"]
+    assert isinstance(step, dict) and step.get("n_bn"), "train_epoch could not be called on a model copy"
+    assert step["weights_moved"] > 0, "one epoch of train_epoch left the features' weights unchanged: do they train?"
+    if step["bn_moved"] > 1e-6:
+        return False, (f"one epoch of your train_epoch on a grader batch moved BN running statistics by up to "
+                       f"{step['bn_moved']:.2g}: BN must stay in eval mode inside train_epoch")
     state = _state(answers)
     _assert_fine_tuned(state)
     pretrained = _backbone().features.state_dict()

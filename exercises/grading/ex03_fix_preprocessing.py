@@ -1,7 +1,8 @@
 """Hidden tests for ex03_fix_preprocessing (see docs/GRADING.md).
 
 Q1 recomputes the reference transform (course_utils.backbones.make_preprocess) on the same photos
-in the check process; Q2 compares with the photos' known ImageNet classes; Q3 knows the problem
+in the check process, and refuses outputs made by calling that reference or torchvision's transforms
+(the kernel traps them while the student's function runs); Q2 compares with the photos' known ImageNet classes; Q3 knows the problem
 each grader-built batch has by construction.
 """
 
@@ -31,13 +32,39 @@ def collect(ns):
     photos = {p.name: p.image for p in load_photos()}
 
     def preprocessed():
-        out = []
-        for name, mode, size in cases:
-            image = photos[name].copy()
-            if mode:
-                image = image.convert(mode)
-            out.append(torch.as_tensor(ns["preprocess"](image, size=size)).detach().float().cpu())
-        return out
+        # The exercise asks for each step by hand: while the student's preprocess runs, the course's
+        # reference (make_preprocess, hence bb.preprocess) and torchvision's transform functions raise.
+        import torchvision.transforms.functional as TF
+
+        import course_utils.backbones as backbones
+        names = ("resize", "center_crop", "normalize", "to_tensor", "pil_to_tensor", "crop")
+        saved, used = {n: getattr(TF, n) for n in names}, []
+
+        def trap(what):
+            def refuse(*args, **kwargs):
+                used.append(what)
+                raise RuntimeError(f"preprocess called {what}")
+            return refuse
+        reference = backbones.make_preprocess
+        try:
+            for n in names:
+                setattr(TF, n, trap(f"torchvision's {n}"))
+            backbones.make_preprocess = trap("course_utils' make_preprocess")
+            out = []
+            for name, mode, size in cases:
+                image = photos[name].copy()
+                if mode:
+                    image = image.convert(mode)
+                out.append(torch.as_tensor(ns["preprocess"](image, size=size)).detach().float().cpu())
+        except Exception:
+            if used:
+                return {"forbidden": used[0]}
+            raise
+        finally:
+            for n, f in saved.items():
+                setattr(TF, n, f)
+            backbones.make_preprocess = reference
+        return {"outputs": out}
 
     def classified():
         from PIL import ImageOps
@@ -51,7 +78,7 @@ def collect(ns):
                                 for im in images])
         sources = [
             to01([p.image for p in load_photos(image_size=64)]),
-            load_dataset("objects", "test", per_class=2, image_size=64, seed=0).x,
+            load_dataset("objects", "val", per_class=2, image_size=64, seed=0).x,  # test is hidden in the sandbox
             load_dataset("digits", "test", per_class=2, image_size=32, seed=0, interpolation="bilinear").x,
         ]
         mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -84,7 +111,11 @@ def check_q1_preprocess(answers):
 
     from course_utils.backbones import make_preprocess
     from course_utils.data import load_photos
-    outs = answers["preprocessed"]
+    got = answers["preprocessed"]
+    assert isinstance(got, dict), "preprocess outputs missing"
+    assert "forbidden" not in got, \
+        f"preprocess called {got.get('forbidden')}: write each step with PIL, numpy and torch, as Q1 asks"
+    outs = got["outputs"]
     assert isinstance(outs, list) and len(outs) == len(PREPROCESS_CASES), "preprocess outputs missing"
     photos = {p.name: p.image for p in load_photos()}
     worst = (0.0, "")

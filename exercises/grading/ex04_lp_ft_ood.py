@@ -20,7 +20,7 @@ PROBE_BAR = 0.6
 FT_BAR = 0.3
 LPFT_BAR = 0.65     # above FT's FAST-mode ID (0.49-0.60): a random-head "LP-FT" does not pass
 MIN_CHANGE = 0.01     # mean relative embedding change below this: the features were not fine-tuned
-OOD_TOLERANCE = 0.1
+BORDERLINE = 0.005  # |margin| this close to the spread: either verdict is accepted
 
 
 def collect(ns):
@@ -33,6 +33,7 @@ def collect(ns):
         "probe_bias": lambda: ns["probe_head"].bias.detach().float().cpu(),
         "ft_state": state("ft_model"),
         "lpft_state": state("lpft_model"),
+        "ood_verdict": lambda: str(ns["OOD_VERDICT"]),
     }
 
 
@@ -131,9 +132,15 @@ def check_q3_lpft(answers):
 
 
 def check_q4_ood(answers):
-    ft = _evaluate("ft_state", answers)
-    lpft = _evaluate("lpft_state", answers)
-    assert ft[0] >= FT_BAR and lpft[0] >= LPFT_BAR, \
-        (f"Q2 and Q3's ID bars come first: FT {ft[0]:.3f} (needs {FT_BAR}), LP-FT {lpft[0]:.3f} (needs {LPFT_BAR})")
-    ok = lpft[1] >= ft[1] - OOD_TOLERANCE
-    return ok, f"OOD accuracy: LP-FT {lpft[1]:.3f}, FT {ft[1]:.3f} (LP-FT may be at most {OOD_TOLERANCE} lower)"
+    """The verdict is the student's reasoning, not the experiment's outcome: it must follow the rule
+    (win only beyond the standard error of the difference) applied to the grader's own measurement."""
+    said = answers["ood_verdict"]
+    assert said in ("LP-FT", "FT", "tie"), f"OOD_VERDICT is {said!r}: one of 'LP-FT', 'FT', 'tie'"
+    ft, lpft = _evaluate("ft_state", answers)[1], _evaluate("lpft_state", answers)[1]
+    n = len(_sets()[3])
+    spread = ((lpft * (1 - lpft) + ft * (1 - ft)) / n) ** 0.5
+    margin = lpft - ft
+    expected = "tie" if abs(margin) <= spread else ("LP-FT" if margin > 0 else "FT")
+    borderline = abs(abs(margin) - spread) < BORDERLINE
+    measured = f"OOD accuracy LP-FT {lpft:.3f}, FT {ft:.3f} on {n} images: margin {margin:+.3f}, spread {spread:.3f}"
+    return said == expected or borderline, f"{measured}; the rule gives {expected!r}, you said {said!r}"
