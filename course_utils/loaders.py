@@ -126,7 +126,7 @@ def object_split(arrays: dict, split: str) -> np.ndarray:
 
 
 def textures(split, image_size, seed, per_class, *, crops=None, crop_size=128, grayscale=False):
-    crops = positive(crops, per_class or {"train": 100, "test": 50}[split], "crops")
+    crops = positive(crops, per_class or {"train": 100, "val": 50, "test": 50}[split], "crops")
     crop_size = positive(crop_size, 128, "crop_size")
     crop_seed = seed if split == "train" else 0  # val and test crops never depend on seed
     x, y, boxes = scenes.texture_crops(split, crops, crop_size, image_size, crop_seed, bool(grayscale))
@@ -135,7 +135,7 @@ def textures(split, image_size, seed, per_class, *, crops=None, crop_size=128, g
 
 
 def shapes(split, image_size, seed, per_class, *, count=None, colour=True, background="white"):
-    n = positive(count, per_class or {"train": 200, "test": 100}[split], "count")
+    n = positive(count, per_class or {"train": 200, "val": 100, "test": 100}[split], "count")
     choice(background, scenes.SHAPE_BACKGROUNDS, "background")
     # test draws with seed 0, val with VAL_SHAPE_SEED, train with seed + 1: three disjoint streams
     shape_seed = {"train": seed + 1, "val": VAL_SHAPE_SEED, "test": 0}[split]

@@ -11,7 +11,7 @@ from course_utils import data, loaders
 from course_utils.datafiles import objects_arrays
 from course_utils.evaluation import (error_report, expected_calibration_error, gallery, report_from_proba,
                                      unit_standard_error, verdict)
-from course_utils.notes import TRANSFER_NOTE_FIELDS, transfer_note
+from course_utils.notes import TRANSFER_NOTE_FIELDS, say, transfer_note, transfer_note_markdown
 from course_utils.train import fit
 
 
@@ -111,8 +111,9 @@ def test_verdict_needs_a_margin_beyond_the_spread(margin, spread, word):
 
 def test_transfer_note_needs_all_five_fields(capsys):
     fields = {k: f"value of {k}" for k in TRANSFER_NOTE_FIELDS}
-    text = transfer_note(**fields)
+    text = transfer_note_markdown(**fields)
     assert all(label in text for label in TRANSFER_NOTE_FIELDS.values())
+    assert transfer_note(**fields) is None and say("*x*") is None  # shown once, not echoed as a value
     with pytest.raises(ValueError, match="Why that depth"):
         transfer_note(**{**fields, "why_depth": " "})
 
