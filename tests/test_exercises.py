@@ -20,7 +20,8 @@ from course_utils.grading.spec import HINT_PREFIX, SOLUTION_BEGIN, SOLUTION_END,
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "exercises"
-NAMES = ["ex01_freeze_and_probe", "ex02_finetune_bn", "ex03_fix_preprocessing", "ex04_lp_ft_ood"]
+NAMES = ["ex01_freeze_and_probe", "ex02_finetune_bn", "ex03_fix_preprocessing", "ex04_lp_ft_ood",
+         "ex05_choose_on_validation", "ex06_lora_by_hand", "ex07_detect_negative_transfer"]
 CHEAPEST = "ex01_freeze_and_probe"
 SLOW = os.environ.get("COURSE_SKIP_SLOW", "").strip().lower() not in {"1", "true", "yes", "on"}
 slow = pytest.mark.skipif(not SLOW, reason="grades a real exercise end to end (~1 min); COURSE_SKIP_SLOW=1 is set")
