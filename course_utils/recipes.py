@@ -107,14 +107,15 @@ def lp_ft(backbone, train, test, *, epochs: int = 5, lr: float = 1e-4, seed: int
 
 
 def scratch(train, test, *, arch: str = "small_cnn", epochs: int = 10, lr: float = 1e-3, augment: bool = False,
-            batch_size: int = 32, seed: int = 0) -> Result:
-    """The baseline: the same recipe from random weights (no transfer)."""
+            batch_size: int = 32, seed: int = 0, val=None, select_epoch: bool = False) -> Result:
+    """The baseline: the same recipe from random weights (no transfer); ``val`` and ``select_epoch``
+    as in ``finetune`` (keep the best epoch on validation)."""
     seed_everything(seed)
     size = int(train.x.shape[-1])
     backbone = load_backbone(arch, pretrained=False, image_size=size) if arch != "small_cnn" \
         else load_backbone(arch, image_size=size)
     res = finetune(backbone, train, test, epochs=epochs, lr=lr, augment=augment, batch_size=batch_size,
-                   seed=seed, method=f"scratch ({arch})")
+                   seed=seed, method=f"scratch ({arch})", val=val, select_epoch=select_epoch)
     return res
 
 

@@ -34,7 +34,7 @@ def _tags(cell):
 
 
 def test_course_colab_writes_every_course_notebook_and_exercise():
-    assert len(NOTEBOOKS) == 8 and len(EXERCISES) == 4
+    assert len(NOTEBOOKS) == 9 and len(EXERCISES) == 7
     assert colab.targets(ROOT) == CARRIERS[:len(NOTEBOOKS) + len(EXERCISES)]
     assert [p.name for p in RELEASES] == [p.name for p in EXERCISES]
 
