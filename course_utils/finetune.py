@@ -1,4 +1,5 @@
-"""Verbs for fine-tuning: freeze, unfreeze, freeze_to, set_bn_eval, param_groups, replace_head.
+"""Verbs for fine-tuning: freeze, unfreeze, freeze_to, set_bn_eval, param_groups, layerwise_lr_groups,
+replace_head, unfreeze_schedule.
 
 Each is a few lines on purpose: they *are* the method the course teaches.
 """
@@ -119,11 +120,28 @@ def _named_groups(model: nn.Module, lrs: dict[str, float]) -> list[dict]:
     return out
 
 
-def unfreeze_schedule(model: nn.Module, epochs: int, start_trainable: int = 1) -> list[int]:
+def layerwise_lr_groups(model: nn.Module, head_lr: float, decay: float) -> list[dict]:
+    """Layer-wise learning-rate decay (LLRD): the head trains at ``head_lr``, each layer group below it
+    at ``decay`` times the LR of the group above (group ``i`` from the top: ``head_lr * decay**i``).
+
+    Discriminative LRs with one group per layer group instead of two parts (ULMFiT's per-layer
+    version; BEiT/ELECTRA use it too). Only trainable parameters are included.
+    """
+    if not head_lr > 0:
+        raise ValueError(f"head_lr must be > 0, got {head_lr!r}")
+    if not 0 < decay <= 1:
+        raise ValueError(f"decay must be in (0, 1] (1: one LR everywhere), got {decay!r}")
+    return param_groups(model, head_lr=head_lr, decay=decay)
+
+
+def unfreeze_schedule(model: nn.Module, epochs: int, start_trainable: int = 1, step: int = 1) -> list[int]:
     """Progressive unfreezing (ULMFiT): how many groups from the top train in each epoch.
 
-    Epoch 0 trains ``start_trainable`` groups (the head), each later epoch one more, capped
-    at all groups. Apply with ``freeze_to(model, len(layer_groups(model)) - k)``.
+    Epoch 0 trains ``start_trainable`` groups (the head), each later epoch ``step`` more (one in
+    ULMFiT; a larger step unfreezes coarser blocks, so a short schedule still reaches the bottom),
+    capped at all groups. Apply with ``freeze_to(model, len(layer_groups(model)) - k)``.
     """
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step!r}")
     n = len(layer_groups(model))
-    return [min(n, start_trainable + e) for e in range(epochs)]
+    return [min(n, start_trainable + step * e) for e in range(epochs)]

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from course_utils.checks import assert_bn_eval, assert_frozen, assert_trainable
-from course_utils.finetune import (count_trainable, freeze, freeze_to, layer_groups, param_groups, replace_head,
-                                   set_bn_eval, unfreeze, unfreeze_schedule)
+from course_utils.finetune import (count_trainable, freeze, freeze_to, layer_groups, layerwise_lr_groups, param_groups,
+                                   replace_head, set_bn_eval, unfreeze, unfreeze_schedule)
 
 
 def test_freeze_pattern(lite0):
@@ -77,3 +77,25 @@ def test_freeze_to_and_schedule(lite0):
     assert unfreeze_schedule(model, 12)[-1] == 10
     with pytest.raises(ValueError):
         freeze_to(model, 11)
+
+
+def test_layerwise_lr_groups(lite0):
+    model = replace_head(lite0, 3)
+    groups = layerwise_lr_groups(model, head_lr=1e-3, decay=0.5)
+    assert len(groups) == len(layer_groups(model)) == 10
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3 * 0.5 ** i for i in range(9, -1, -1)])
+    assert sum(p.numel() for g in groups for p in g["params"]) == count_trainable(model)
+    freeze_to(model, 6)
+    assert len(layerwise_lr_groups(model, head_lr=1e-3, decay=0.5)) == 4
+    for bad in ({"head_lr": 1e-3, "decay": 0.0}, {"head_lr": 1e-3, "decay": 1.5}, {"head_lr": 0.0, "decay": 0.5}):
+        with pytest.raises(ValueError):
+            layerwise_lr_groups(model, **bad)
+
+
+def test_unfreeze_schedule_in_blocks(lite0):
+    model = replace_head(lite0, 3)
+    assert unfreeze_schedule(model, 5, step=3) == [1, 4, 7, 10, 10]
+    assert unfreeze_schedule(model, 2, step=9) == [1, 10]
+    assert unfreeze_schedule(model, 3) == unfreeze_schedule(model, 3, step=1) == [1, 2, 3]
+    with pytest.raises(ValueError):
+        unfreeze_schedule(model, 3, step=0)
