@@ -401,6 +401,11 @@ class SandboxRun:
                 *(_gpu_devices() if box.gpu else []),
                 "--size", str(lim.disk_mb << 20), "--tmpfs", "/tmp",
                 "--size", str(lim.memory_mb << 20), "--tmpfs", "/dev/shm"]  # shm is memory
+        # The private /tmp hides everything under the host's /tmp, the repository and its .venv
+        # too when they live there (a clone in /tmp, as CI may make): bind those back read-only.
+        inside_tmp = _outermost(p for p in _needed_paths() if _within(p, "/tmp"))
+        for path in inside_tmp:
+            args += ["--ro-bind", path, path]
         covered = []
         for folder, keep in box.veils:
             args += ["--tmpfs", folder]
@@ -408,7 +413,8 @@ class SandboxRun:
                 args += ["--ro-bind", path, path]
             covered.append(folder)
         for folder in _outermost(p for p in box.hidden if os.path.isdir(p)):  # OUT_DIR: now
-            if not _within(folder, "/tmp"):  # the private /tmp hides those already
+            bound_back = any(_within(folder, p) for p in inside_tmp)
+            if bound_back or not _within(folder, "/tmp"):  # the private /tmp hides the others already
                 args += ["--tmpfs", folder]
                 covered.append(folder)
         for name in WRITABLE:  # after the tmpfs: sub_dir itself may sit in /tmp
