@@ -4,7 +4,11 @@
 #   bash course.sh test                 set up, then run the whole test suite (pytest + nbval + grader)
 #   bash course.sh results              set up, run every benchmark (the course at FAST and full
 #                                       settings included) and regenerate docs/RESULTS.md (~20 min)
-#   bash course.sh setup                only set up (.venv/, requirements, the course package)
+#   bash course.sh site                 set up, then build the course website in out/site/ (index.html)
+#                                       from the executed notebooks in out/ (runs the course --fast first
+#                                       when there are none)
+#   bash course.sh setup                only set up (.venv/, requirements, the course package, and the
+#                                       headless Chromium the site's browser test needs)
 # Setup is idempotent: it reinstalls only when requirements.txt or pyproject.toml change.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,23 +35,47 @@ setup() {
   "$PY" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   "$PY" -c "import torch, torchvision" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check $(torch_spec)
   "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps -e .
+  # An editable install of this flat layout makes setuptools end with an "Editable installation"
+  # note (a folder named course_utils in the current directory could shadow the install). Here
+  # that folder is the installed source itself, so the note tells a learner nothing; it is
+  # filtered by its message and module only, every other warning still shows.
+  PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation::setuptools.command.editable_wheel" \
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps -e .
   "$PY" -c "import course_utils.backbones as b; b.lite0_weights_path()"
   echo "$want" > "$stamp"
   echo "setup: done"
 }
 
+setup_browser() {
+  # The site's browser test (tests/test_site.py) drives headless Chromium: Debian's chromium and
+  # chromium-driver. Installed only when missing, with apt-get (sudo when not root).
+  command -v chromedriver >/dev/null && { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null; then
+    echo "setup: installing chromium + chromium-driver (apt-get) for the site's browser test ..."
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver; } \
+      >/dev/null 2>&1 || echo "setup: could not install chromium + chromium-driver; tests/test_site.py will fail until they are installed" >&2
+  else
+    echo "setup: install Chromium and chromedriver for the site's browser test (no apt-get here)" >&2
+  fi
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
-  setup) setup ;;
+  setup) setup; setup_browser ;;
   run)
     setup
     "$VENV/bin/course" run "$@" ;;
   results)
     setup
     "$VENV/bin/course" results "$@" ;;
+  site)
+    setup
+    "$VENV/bin/course" site "$@" ;;
   test)
     setup
+    setup_browser
     # One pytest run: unit and grader tests, then every course notebook under nbval in FAST mode.
     # pytest exits 5 when it collected no tests; that must fail CI, and it does (non-zero).
     set +e
@@ -57,6 +85,6 @@ case "$cmd" in
     [ $rc -eq 5 ] && echo "course.sh test: pytest collected no tests - failing on purpose" >&2
     exit $rc ;;
   *)
-    echo "usage: bash course.sh {run [--fast] | test | results | setup}" >&2
+    echo "usage: bash course.sh {run [--fast] | test | results | site | setup}" >&2
     exit 2 ;;
 esac

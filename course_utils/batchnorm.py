@@ -14,13 +14,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from course_utils.finetune import _BN_TYPES
+from course_utils.layers import BN_TYPES
 from course_utils.repro import get_device
 
 
 def bn_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every BatchNorm layer of ``module`` as (name, layer), input to output."""
-    return [(n, m) for n, m in module.named_modules() if isinstance(m, _BN_TYPES)]
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, BN_TYPES)]
 
 
 def bn_running_stats(module: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from course_utils.finetune import _BN_TYPES
+from course_utils.layers import BN_TYPES
 
 
 def assert_frozen(module: nn.Module, name: str = "module") -> None:
@@ -30,7 +30,7 @@ def assert_trainable(module: nn.Module, name: str = "module") -> None:
 
 def assert_bn_eval(module: nn.Module) -> None:
     """No BatchNorm layer is in training mode (its running statistics would drift)."""
-    training = [n for n, m in module.named_modules() if isinstance(m, _BN_TYPES) and m.training]
+    training = [n for n, m in module.named_modules() if isinstance(m, BN_TYPES) and m.training]
     if training:
         raise AssertionError(f"{len(training)} BatchNorm layers are in training mode (first: {training[:3]}); "
                              "call set_bn_eval(model) after model.train()")

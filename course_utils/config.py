@@ -6,7 +6,6 @@ seconds; the full settings are the default a student gets.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -29,26 +28,26 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+COLAB_CLONE = Path("course")  # where the Colab setup cell clones the course, under the notebook's folder
+
+
 def data_dir() -> Path:
-    """The shipped ``data/`` folder (env ``COURSE_DATA_DIR`` overrides, e.g. on Colab)."""
-    return Path(os.environ.get("COURSE_DATA_DIR") or repo_root() / "data")
+    """The shipped ``data/`` folder, the first of:
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Settings for one experiment; ``RunConfig.from_env()`` applies FAST mode."""
-
-    fast: bool = False
-    seed: int = 0
-    image_size: int = 64
-    batch_size: int = 64
-    epochs: int = 5
-    seeds: tuple[int, ...] = (0, 1, 2)
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, **overrides) -> "RunConfig":
-        fast = overrides.pop("fast", is_fast())
-        base = dict(fast=fast, epochs=1 if fast else 5, seeds=(0,) if fast else (0, 1, 2))
-        base.update(overrides)
-        return cls(**base)
+    1. env ``COURSE_DATA_DIR``, when set (whether or not the folder exists);
+    2. ``data/`` of the checkout the package is installed from (``bash course.sh setup``'s
+       editable install), when it is one;
+    3. ``course/data`` under the current folder, when it exists: the clone that the Colab setup
+       cell makes, whose regular (non-editable) install does not know where it came from. It
+       holds after a runtime restart too, as nothing has to be set in the kernel;
+    4. otherwise the checkout's ``data/`` (2), so that a missing file is reported there.
+    """
+    if os.environ.get("COURSE_DATA_DIR"):
+        return Path(os.environ["COURSE_DATA_DIR"])
+    checkout = repo_root() / "data"
+    # pyproject.toml marks a checkout: under a regular install repo_root() is site-packages,
+    # where another package may have left a folder named data/.
+    if checkout.is_dir() and (repo_root() / "pyproject.toml").is_file():
+        return checkout
+    clone = Path.cwd() / COLAB_CLONE / "data"
+    return clone if clone.is_dir() else checkout

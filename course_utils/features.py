@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -19,12 +17,21 @@ import torch
 from torch import nn
 
 from course_utils.config import cache_dir
+from course_utils.datafiles import atomic_write
 from course_utils.repro import get_device
 from course_utils.train import predict
 
 
+# Images per forward pass when embedding. Measured on the course's 2-core CPU (EfficientNet-Lite0,
+# 400 images at 64 px): batches of 32 or 64 took 0.30 s, 16 took 0.40 s and 128 took 0.48 s, as
+# the activations of a larger batch no longer fit the CPU's cache. With 128, embedding a set once
+# cost more than one epoch of the per-batch way with batches of 32 (benchmarks/cached_head.py).
+EMBED_BATCH = 32
+
+
 @torch.no_grad()
-def embed(features: nn.Module, x: torch.Tensor, batch_size: int = 128, device=None, transform=None) -> torch.Tensor:
+def embed(features: nn.Module, x: torch.Tensor, batch_size: int = EMBED_BATCH, device=None,
+          transform=None) -> torch.Tensor:
     """Feature vectors for every image in ``x`` (``features`` in eval mode, no gradients)."""
     return predict(features, x, batch_size=batch_size, device=device or get_device(), transform=transform)
 
@@ -37,7 +44,7 @@ def fingerprint(*parts) -> str:
             part = part.detach().cpu().contiguous().numpy()
         if isinstance(part, np.ndarray):
             h.update(str((part.dtype, part.shape)).encode())
-            h.update(part.tobytes())
+            h.update(np.ascontiguousarray(part))  # the buffer itself: tobytes() would copy it first
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
         h.update(b"|")
@@ -49,7 +56,7 @@ def module_fingerprint(module: nn.Module) -> str:
     return fingerprint(*[t for _, t in sorted(module.state_dict().items())])
 
 
-def cached_embeddings(backbone, data, *, normalize: bool = True, batch_size: int = 128,
+def cached_embeddings(backbone, data, *, normalize: bool = True, batch_size: int = EMBED_BATCH,
                       directory: Path | None = None, device=None) -> torch.Tensor:
     """Embeddings of ``data.x`` (images in [0, 1]) by ``backbone.features``, computed once.
 
@@ -64,7 +71,7 @@ def cached_embeddings(backbone, data, *, normalize: bool = True, batch_size: int
     if cached is not None:
         return cached
     feats = embed(backbone.features, x, batch_size, device, backbone.normalize if normalize else None)
-    _atomic_save({"features": feats, "rows": len(x), "key": key}, path)
+    atomic_write(path, lambda tmp: torch.save({"features": feats, "rows": len(x), "key": key}, tmp))
     return feats
 
 
@@ -81,19 +88,6 @@ def _load_cache(path: Path, expected_rows: int) -> torch.Tensor | None:
         warnings.warn(f"embedding cache {path.name} is unusable ({type(err).__name__}: {err}); rebuilding it")
         path.unlink(missing_ok=True)
         return None
-
-
-def _atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file and rename, so an interrupted run never leaves half a cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 
@@ -30,24 +29,6 @@ def show_images(x: torch.Tensor, labels=None, ncols: int = 8, title: str | None 
     return fig
 
 
-def curve_with_band(xs, runs: dict[str, np.ndarray], xlabel: str, ylabel: str = "accuracy", ax=None,
-                    logx: bool = False):
-    """Mean line and ±1 std band for each method; ``runs[name]`` is (seeds, len(xs))."""
-    ax = _ax(ax)
-    for name, values in runs.items():
-        values = np.asarray(values, dtype=float)
-        mean, std = values.mean(0), values.std(0)
-        ax.plot(xs, mean, marker="o", label=name)
-        ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return ax
-
-
 def bars(values: dict[str, float], errors: dict[str, float] | None = None, ylabel: str = "accuracy",
          ax=None, title: str | None = None):
     """One bar per entry, optional error bars, value printed on each bar."""
@@ -61,33 +42,4 @@ def bars(values: dict[str, float], errors: dict[str, float] | None = None, ylabe
     if title:
         ax.set_title(title)
     ax.tick_params(axis="x", rotation=20)
-    return ax
-
-
-def history(h, ax=None, label: str = ""):
-    """Training loss and validation accuracy per epoch of a ``train.History``."""
-    ax = _ax(ax)
-    epochs = np.arange(1, len(h.loss) + 1)
-    ax.plot(epochs, h.loss, label=f"{label} train loss".strip())
-    if h.val_acc:
-        ax.plot(epochs, h.val_acc, linestyle="--", label=f"{label} val acc".strip())
-    ax.set_xlabel("epoch")
-    ax.legend()
-    return ax
-
-
-def matrix(values: np.ndarray, row_labels, col_labels, ax=None, fmt: str = "{:.2f}", title: str | None = None,
-           annotations=None):
-    """A labelled heat map with a number (or text from ``annotations``) in each cell."""
-    ax = _ax(ax)
-    values = np.asarray(values, dtype=float)
-    ax.imshow(values, cmap="viridis")
-    ax.set_xticks(range(len(col_labels)), col_labels)
-    ax.set_yticks(range(len(row_labels)), row_labels)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            text = annotations[i][j] if annotations is not None else fmt.format(values[i, j])
-            ax.text(j, i, text, ha="center", va="center", color="w", fontsize=9)
-    if title:
-        ax.set_title(title)
     return ax

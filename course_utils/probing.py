@@ -1,8 +1,8 @@
 """Probing a frozen backbone: how much does each depth know about a task, and how does it scale with data?
 
-Two experiments of the course live here so a notebook cell reads like the method:
+Helpers that make a notebook cell read like the method:
 
-* ``probe_by_depth`` - a linear probe (scikit-learn) on the pooled output of every layer group
+* ``stage_embeddings`` - the pooled output of every layer group, for a probe at each depth
   (Yosinski et al. 2014, "How transferable are features in deep neural networks?"; Alain & Bengio
   2016, "Understanding intermediate layers using linear classifier probes").
 * ``learning_curve`` - accuracy against examples per class for several methods and seeds.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils.features import cached_embeddings, linear_probe, single_threaded  # noqa: F401  (notebooks import it from here)
+from course_utils.features import cached_embeddings
 
 
 class StageConcat(nn.Module):
@@ -92,32 +92,6 @@ def stage_embeddings(backbone, data, *, batch_size: int = 128, device=None) -> l
         raise ValueError(f"stage outputs have {flat.shape[1]} channels in all, but the groups' layers say "
                          f"{sum(widths)} ({widths}); group_widths cannot read this backbone")
     return list(torch.split(flat, widths, dim=1))
-
-
-@dataclass
-class DepthProbe:
-    """Linear-probe accuracy after each group (``names[i]`` -> ``accuracy[i]``)."""
-
-    names: list[str]
-    widths: list[int]
-    accuracy: list[float]
-    train_accuracy: list[float]
-    seconds: float
-
-    def best(self) -> tuple[str, float]:
-        i = int(np.argmax(self.accuracy))
-        return self.names[i], self.accuracy[i]
-
-
-def probe_by_depth(backbone, train, test, *, C: float = 1.0, max_iter: int = 1000) -> DepthProbe:
-    """A logistic-regression probe on the pooled output of every group of ``backbone.features``."""
-    start = time.perf_counter()
-    tr, te = stage_embeddings(backbone, train), stage_embeddings(backbone, test)
-    with single_threaded():
-        results = [linear_probe(a, train.y, b, test.y, C=C, max_iter=max_iter) for a, b in zip(tr, te)]
-    return DepthProbe(group_names(backbone.features), [int(a.shape[1]) for a in tr],
-                      [r.accuracy for r in results], [r.train_accuracy for r in results],
-                      time.perf_counter() - start)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from torch import nn
 
 from course_utils.backbones import load_backbone
 from course_utils.features import cached_embeddings, linear_probe, train_linear_head
-from course_utils.finetune import count_trainable, freeze, freeze_to, layer_groups, param_groups, replace_head
+from course_utils.layers import count_trainable, freeze, freeze_to, layer_groups, param_groups, replace_head
 from course_utils.repro import get_device, seed_everything
 from course_utils.train import evaluate, fit
 

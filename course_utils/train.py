@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course_utils.finetune import set_bn_eval
+from course_utils.layers import set_bn_eval
 from course_utils.progress import tqdm
 from course_utils.repro import get_device
 
@@ -89,7 +89,7 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
     for epoch in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
         if on_epoch:
             on_epoch(epoch, model)
-        loss, acc = _train_epoch(model, loader, optimizer, device, transform, bn_eval)
+        loss, acc = train_epoch(model, loader, optimizer, device, transform, bn_eval)
         history.loss.append(loss)
         history.train_acc.append(acc)
         if val_data is not None:
@@ -102,7 +102,7 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
     return history
 
 
-def _train_epoch(model, loader, optimizer, device, transform, bn_eval) -> tuple[float, float]:
+def train_epoch(model, loader, optimizer, device, transform, bn_eval) -> tuple[float, float]:
     model.train()
     if bn_eval:
         set_bn_eval(model)

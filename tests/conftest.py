@@ -17,3 +17,21 @@ def _seed_and_cache(tmp_path, monkeypatch):
     """Each test gets its own cache folder and a fixed seed."""
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
+
+
+def leftover_processes(token: str) -> list[list[str]]:
+    """Command lines of processes a grading test left behind: ``token`` on the command line, or the
+    grader's marker variable in the environment."""
+    import psutil
+
+    from course_utils.grading.procs import MARKER_VAR
+
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if token in " ".join(p.cmdline()) or MARKER_VAR in p.environ():
+                found.append(p.cmdline())
+        except (psutil.Error, OSError):
+            continue
+    return found
+

@@ -3,11 +3,20 @@ import torch
 from torch import nn
 
 from course_utils.batchnorm import adapt_bn, bn_drift, bn_layers, bn_running_stats
-from course_utils.finetune import freeze, set_bn_eval
+from course_utils.layers import freeze, set_bn_eval
 
 
 def _net():
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+
+
+def _stats(h):
+    """The closed form BatchNorm records for one batch: per-channel mean and unbiased variance."""
+    return h.mean(dim=(0, 2, 3)), h.var(dim=(0, 2, 3), correction=1)
+
+
+def _rel(new, old):
+    return ((new - old).norm() / old.norm()).item()
 
 
 def test_layers_and_snapshot_are_copies():
@@ -20,11 +29,17 @@ def test_layers_and_snapshot_are_copies():
 
 def test_frozen_net_in_train_mode_drifts_and_bn_eval_stops_it():
     net = freeze(_net())
+    net[1].running_mean.fill_(0.5)  # non-zero, so the mean's relative drift is defined
     before = bn_running_stats(net)
     net.train()
-    net(torch.rand(8, 3, 8, 8) * 3 + 2)  # data far from the initial statistics (mean 0, var 1)
+    x = torch.rand(8, 3, 8, 8) * 3 + 2  # data far from the initial statistics
+    net(x)
+    # the momentum formula by hand: running <- 0.9 * running + 0.1 * batch (unbiased variance)
+    with torch.no_grad():
+        mean, var = _stats(net[0](x))
+    new_mean, new_var = 0.9 * before["1"][0] + 0.1 * mean, 0.9 * before["1"][1] + 0.1 * var
     drift = bn_drift(before, net)
-    assert all(m > 0 and v > 0 for m, v in [drift["1"]]), "train-mode BN should move its statistics"
+    assert drift["1"] == pytest.approx((_rel(new_mean, before["1"][0]), _rel(new_var, before["1"][1])), rel=1e-4)
     after = bn_running_stats(net)
     net.train()
     set_bn_eval(net)
@@ -46,9 +61,12 @@ def test_adapt_bn_matches_target_statistics_and_restores_momentum():
     adapt_bn(net, x, batch_size=8, device="cpu")
     bn = net[0]
     assert not bn.training and bn.momentum == 0.1
-    # an equal-weight average of batch statistics: with equal batches, the data's channel mean
-    assert torch.allclose(bn.running_mean, x.mean(dim=(0, 2, 3)), atol=1e-4)
-    assert torch.allclose(bn.running_var, x.var(dim=(0, 2, 3)), rtol=0.05)
+    # an equal-weight average of the five batches' statistics (momentum=None), by hand
+    mean, var = (torch.stack(s).mean(0) for s in zip(*[_stats(xb) for xb in x.split(8)]))
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    # with equal batches the mean is the data's; the variance misses the between-batch spread
+    torch.testing.assert_close(bn.running_mean, x.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
 
 
 def test_adapt_bn_uses_transform_and_keeps_weights():
@@ -56,7 +74,10 @@ def test_adapt_bn_uses_transform_and_keeps_weights():
     weights = [p.clone() for p in net.parameters()]
     adapt_bn(net, torch.rand(16, 3, 8, 8), transform=lambda b: b * 0 + 3, device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
-    assert net[1].running_var.abs().max() < 1e-3  # constant input: (almost) no variance
+    # the transform's constant image, not x, reaches the network: conv output = 3 * sum(w) + b per channel
+    conv = net[0]
+    torch.testing.assert_close(net[1].running_mean, 3 * conv.weight.sum(dim=(1, 2, 3)) + conv.bias)
+    torch.testing.assert_close(net[1].running_var, torch.zeros(4), atol=1e-5, rtol=0)
 
 
 def test_adapt_bn_errors():
@@ -68,8 +89,12 @@ def test_adapt_bn_errors():
 
 def test_adapt_bn_first_layers_only():
     net = _net()
-    adapt_bn(net, torch.rand(16, 3, 8, 8) + 4, layers=1, device="cpu")
-    assert net[1].running_mean.abs().max() > 0.1  # adapted
+    x = torch.rand(16, 3, 8, 8) + 4
+    adapt_bn(net, x, layers=1, device="cpu")
+    with torch.no_grad():
+        mean, var = _stats(net[0](x))  # one batch of 16: the first layer's input statistics
+    torch.testing.assert_close(net[1].running_mean, mean)
+    torch.testing.assert_close(net[1].running_var, var)
     assert torch.equal(net[4].running_mean, torch.zeros(4)) and torch.equal(net[4].running_var, torch.ones(4))
     with pytest.raises(ValueError, match="layers must be"):
         adapt_bn(_net(), torch.rand(4, 3, 8, 8), layers=3, device="cpu")

@@ -1,4 +1,4 @@
-"""Tests for the data registry and loaders (course_utils.data and its helper modules); fast, offline."""
+"""Tests for the data registry and loaders (course_utils.datasets, datafiles, scenes); fast, offline."""
 from __future__ import annotations
 
 import shutil
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import data, datafiles, scenes
-from course_utils.shifts import permutation
+from course_utils import datafiles, datasets, scenes
+from course_utils.scenes import permutation
 
 SMALL = dict(image_size=32)
 EXPECTED_CLASSES = {"fashion_mnist": 10, "mnist": 10, "digits": 10, "objects": 9, "textures": 5, "shapes": 4}
@@ -23,9 +23,9 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def test_registry_lists_every_set_with_info():
-    assert data.list_datasets() == list(EXPECTED_CLASSES)
-    for name in data.list_datasets():
-        info = data.dataset_info(name)
+    assert datasets.list_datasets() == list(EXPECTED_CLASSES)
+    for name in datasets.list_datasets():
+        info = datasets.dataset_info(name)
         for key in ("description", "kind", "source_offline", "source_online", "licence", "files", "options"):
             assert info[key] is not None, (name, key)
         assert info["kind"] in ("near", "mid", "far")
@@ -41,7 +41,7 @@ def test_shipped_files_match_registry():
 @pytest.mark.parametrize("name", list(EXPECTED_CLASSES))
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_every_set_loads_with_the_contract(name, split):
-    s = data.load_dataset(name, split, per_class=2, **SMALL)
+    s = datasets.load_dataset(name, split, per_class=2, **SMALL)
     assert s.x.dtype == torch.float32 and s.x.shape == (len(s), 3, 32, 32)
     assert 0.0 <= float(s.x.min()) and float(s.x.max()) <= 1.0 and float(s.x.std()) > 0.01
     assert s.y.dtype == torch.int64 and len(s.classes) == EXPECTED_CLASSES[name]
@@ -50,48 +50,48 @@ def test_every_set_loads_with_the_contract(name, split):
 
 
 def test_full_split_sizes():
-    assert len(data.load_dataset("fashion_mnist", "test", image_size=28)) == 2000
-    mnist = {sp: data.load_dataset("mnist", sp, image_size=28) for sp in data.SPLITS}
-    assert [set(mnist[sp].counts().values()) for sp in data.SPLITS] == [{320}, {80}, {100}]
-    digits = [data.load_dataset("digits", sp, image_size=8) for sp in data.SPLITS]
+    assert len(datasets.load_dataset("fashion_mnist", "test", image_size=28)) == 2000
+    mnist = {sp: datasets.load_dataset("mnist", sp, image_size=28) for sp in datasets.SPLITS}
+    assert [set(mnist[sp].counts().values()) for sp in datasets.SPLITS] == [{320}, {80}, {100}]
+    digits = [datasets.load_dataset("digits", sp, image_size=8) for sp in datasets.SPLITS]
     assert sum(map(len, digits)) == 1797 and 0.18 < len(digits[2]) / 1797 < 0.22
     assert 0.14 < len(digits[1]) / 1797 < 0.18
-    fashion = [data.load_dataset("fashion_mnist", sp, image_size=28) for sp in ("train", "val")]
+    fashion = [datasets.load_dataset("fashion_mnist", sp, image_size=28) for sp in ("train", "val")]
     assert [set(f.counts().values()) for f in fashion] == [{500}, {100}]
 
 
 def test_digits_nearest_upsampling_keeps_the_17_grey_levels():
-    s = data.load_dataset("digits", "train", per_class=3, image_size=64)
+    s = datasets.load_dataset("digits", "train", per_class=3, image_size=64)
     assert set(torch.unique(s.x * 16).round().tolist()) <= set(range(17))
-    smooth = data.load_dataset("digits", "train", per_class=3, image_size=64, interpolation="bilinear")
+    smooth = datasets.load_dataset("digits", "train", per_class=3, image_size=64, interpolation="bilinear")
     assert len(torch.unique(smooth.x)) > 17
 
 
 def test_per_class_subsampling_is_balanced_and_seeded():
-    a, b = (data.load_dataset("fashion_mnist", "train", per_class=5, seed=0, **SMALL) for _ in range(2))
-    c = data.load_dataset("fashion_mnist", "train", per_class=5, seed=1, **SMALL)
+    a, b = (datasets.load_dataset("fashion_mnist", "train", per_class=5, seed=0, **SMALL) for _ in range(2))
+    c = datasets.load_dataset("fashion_mnist", "train", per_class=5, seed=1, **SMALL)
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     assert not torch.equal(a.x, c.x) and set(c.counts().values()) == {5}
-    full = data.load_dataset("mnist", "test", **SMALL)
-    s0, s0b, s1 = data.subsample(full, 7, seed=0), data.subsample(full, 7, seed=0), data.subsample(full, 7, seed=1)
+    full = datasets.load_dataset("mnist", "test", **SMALL)
+    s0, s0b, s1 = datasets.subsample(full, 7, seed=0), datasets.subsample(full, 7, seed=0), datasets.subsample(full, 7, seed=1)
     assert set(s0.counts().values()) == {7} and torch.equal(s0.x, s0b.x) and not torch.equal(s0.x, s1.x)
 
 
 def test_test_splits_do_not_depend_on_seed():
     for name in ("objects", "textures", "shapes"):
-        t0 = data.load_dataset(name, "test", seed=0, **SMALL)
-        t5 = data.load_dataset(name, "test", seed=5, **SMALL)
+        t0 = datasets.load_dataset(name, "test", seed=0, **SMALL)
+        t5 = datasets.load_dataset(name, "test", seed=5, **SMALL)
         assert torch.equal(t0.x, t5.x), name
 
 
 def test_objects_split_by_object_and_views():
-    train = data.load_dataset("objects", "train", views=3, **SMALL)
-    test = data.load_dataset("objects", "test", views=2, **SMALL)
+    train = datasets.load_dataset("objects", "train", views=3, **SMALL)
+    test = datasets.load_dataset("objects", "test", views=2, **SMALL)
     assert not set(train.meta["object_id"]) & set(test.meta["object_id"])
     assert len(train) == 3 * len(set(train.meta["object_id"])) and set(train.meta["view"]) == {0, 1, 2}
     def objects_of(s, i):
         return set(s.subset(s.y == i).meta["object_id"])
-    val = data.load_dataset("objects", "val", **SMALL)
+    val = datasets.load_dataset("objects", "val", **SMALL)
     n = {k: len(objects_of(train, i)) + len(objects_of(val, i)) + len(objects_of(test, i))
          for i, k in enumerate(train.classes)}
     assert min(n.values()) >= 15
@@ -103,78 +103,78 @@ def test_objects_split_by_object_and_views():
 
 
 def test_object_backgrounds_differ_and_check_values():
-    white = data.load_dataset("objects", "train", per_class=1, **SMALL)
+    white = datasets.load_dataset("objects", "train", per_class=1, **SMALL)
     assert float(white.x[:, :, 0, 0].min()) == 1.0  # corners are background
     for bg in ("noise", "texture"):
-        other = data.load_dataset("objects", "train", per_class=1, background=bg, **SMALL)
+        other = datasets.load_dataset("objects", "train", per_class=1, background=bg, **SMALL)
         assert float(other.x[:, :, 0, 0].mean()) < 0.99
     with pytest.raises(ValueError, match="allowed: 'white', 'noise', 'texture'"):
-        data.load_dataset("objects", background="plaid")
+        datasets.load_dataset("objects", background="plaid")
 
 
 def test_texture_crops_come_from_disjoint_halves():
     widths = [img.shape[1] for img in scenes.texture_images().values()]
-    train = data.load_dataset("textures", "train", crops=20, **SMALL)
-    test = data.load_dataset("textures", "test", crops=20, **SMALL)
+    train = datasets.load_dataset("textures", "train", crops=20, **SMALL)
+    test = datasets.load_dataset("textures", "test", crops=20, **SMALL)
     for label, width in enumerate(widths):
         assert (train.meta["box"][train.y.numpy() == label][:, 3] <= width // 2).all()
         assert (test.meta["box"][test.y.numpy() == label][:, 1] >= width // 2).all()
 
 
 def test_shapes_options():
-    grey = data.load_dataset("shapes", "train", per_class=3, colour=False, background="black", **SMALL)
+    grey = datasets.load_dataset("shapes", "train", per_class=3, colour=False, background="black", **SMALL)
     assert torch.equal(grey.x[:, 0], grey.x[:, 1]) and float(grey.x[:, :, 0, 0].max()) == 0.0
-    assert len(data.load_dataset("shapes", "test", count=7, **SMALL)) == 28
+    assert len(datasets.load_dataset("shapes", "test", count=7, **SMALL)) == 28
 
 
 def test_shift_kinds_do_what_they_say():
-    s = data.load_dataset("objects", "test", per_class=2, **SMALL)
+    s = datasets.load_dataset("objects", "test", per_class=2, **SMALL)
     x = s.x
-    assert torch.allclose(data.shift(s, "invert").x, 1 - x)
-    assert torch.equal(data.shift(s, "permute", strength=0).x, x)
-    assert torch.equal(data.shift(s, "rotate", strength=1.0).x, x.flip(-1, -2))
+    assert torch.allclose(datasets.shift(s, "invert").x, 1 - x)
+    assert torch.equal(datasets.shift(s, "permute", strength=0).x, x)
+    assert torch.equal(datasets.shift(s, "rotate", strength=1.0).x, x.flip(-1, -2))
     index = permutation(32, 32, 1.0, seed=0)
     assert (index != torch.arange(32 * 32)).all()  # strength 1 moves every pixel
     half = permutation(32, 32, 0.5, seed=0)
     assert (half != torch.arange(32 * 32)).sum() == 512
-    p = data.shift(s, "permute", strength=1.0).x
+    p = datasets.shift(s, "permute", strength=1.0).x
     assert torch.equal(p.flatten(2).sort(dim=2).values, x.flatten(2).sort(dim=2).values)
     assert not torch.equal(p, x)
-    assert data.shift(s, "blur").x.diff(dim=-1).abs().mean() < x.diff(dim=-1).abs().mean()
+    assert datasets.shift(s, "blur").x.diff(dim=-1).abs().mean() < x.diff(dim=-1).abs().mean()
     def spread(t):
         return (t - t.mean(dim=(1, 2, 3), keepdim=True)).std()
-    assert torch.isclose(spread(data.shift(s, "contrast").x), 0.1 * spread(x), rtol=1e-3)
-    assert torch.allclose(data.shift(s, "colour").x, x[:, [2, 0, 1]])
-    n1, n2 = data.shift(s, "noise", seed=3).x, data.shift(s, "noise", seed=3).x
+    assert torch.isclose(spread(datasets.shift(s, "contrast").x), 0.1 * spread(x), rtol=1e-3)
+    assert torch.allclose(datasets.shift(s, "colour").x, x[:, [2, 0, 1]])
+    n1, n2 = datasets.shift(s, "noise", seed=3).x, datasets.shift(s, "noise", seed=3).x
     assert torch.equal(n1, n2) and not torch.equal(n1, x) and 0 <= float(n1.min()) and float(n1.max()) <= 1
-    assert torch.equal(data.shift(s, "noise", strength=0.5).y, s.y)
+    assert torch.equal(datasets.shift(s, "noise", strength=0.5).y, s.y)
     with pytest.raises(ValueError, match="allowed: rotate, blur, invert"):
-        data.shift(s, "sepia")
+        datasets.shift(s, "sepia")
     with pytest.raises(ValueError, match="strength"):
-        data.shift(s, "blur", strength=2)
+        datasets.shift(s, "blur", strength=2)
 
 
 def test_clear_value_errors():
     with pytest.raises(ValueError, match="known: fashion_mnist, mnist, digits"):
-        data.load_dataset("cifar10")
+        datasets.load_dataset("cifar10")
     with pytest.raises(ValueError, match="allowed: 'train', 'val', 'test'"):
-        data.load_dataset("mnist", "valid")
+        datasets.load_dataset("mnist", "valid")
     with pytest.raises(ValueError, match="allowed: views, background"):
-        data.load_dataset("objects", colour=True)
+        datasets.load_dataset("objects", colour=True)
     with pytest.raises(ValueError, match="the max is 320"):
-        data.load_dataset("mnist", "train", per_class=321)
+        datasets.load_dataset("mnist", "train", per_class=321)
     with pytest.raises(ValueError, match="the max is 9"):
-        data.load_dataset("objects", "train", per_class=10)
-    s = data.load_dataset("digits", "test", **SMALL)
+        datasets.load_dataset("objects", "train", per_class=10)
+    s = datasets.load_dataset("digits", "test", **SMALL)
     with pytest.raises(ValueError, match="the max is 35"):
-        data.subsample(s, 36)
+        datasets.subsample(s, 36)
     with pytest.raises(ValueError, match="unknown data set"):
-        data.dataset_info("nope")
+        datasets.dataset_info("nope")
 
 
 def test_fast_mode_caps_per_class(monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")
-    s = data.load_dataset("fashion_mnist", "train", **SMALL)
+    s = datasets.load_dataset("fashion_mnist", "train", **SMALL)
     assert set(s.counts().values()) == {50}
 
 
@@ -189,13 +189,13 @@ def _no_debian_no_online(monkeypatch, tmp_path):
 
 def test_missing_files_raise_data_error_with_the_fix(monkeypatch, tmp_path):
     _no_debian_no_online(monkeypatch, tmp_path)
-    with pytest.raises(data.DataError) as err:
-        data.load_dataset("fashion_mnist")
+    with pytest.raises(datafiles.DataError) as err:
+        datasets.load_dataset("fashion_mnist")
     message = str(err.value)
     assert "sudo apt-get install dataset-fashion-mnist" in message
     assert str(tmp_path / "empty" / "fashion_mnist_subset.npz") in message and "internet" in message
-    with pytest.raises(data.DataError, match="git checkout -- data/objects.npz"):
-        data.load_dataset("objects")
+    with pytest.raises(datafiles.DataError, match="git checkout -- data/objects.npz"):
+        datasets.load_dataset("objects")
 
 
 def test_corrupt_shipped_file_is_detected(monkeypatch, tmp_path):
@@ -205,8 +205,8 @@ def test_corrupt_shipped_file_is_detected(monkeypatch, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     (folder / "objects.npz").write_bytes(bytes(raw))
     monkeypatch.setenv("COURSE_DATA_DIR", str(folder))
-    with pytest.raises(data.DataError, match=r"objects.npz is corrupt \(sha256 [0-9a-f]{64}, expected"):
-        data.load_dataset("objects")
+    with pytest.raises(datafiles.DataError, match=r"objects.npz is corrupt \(sha256 [0-9a-f]{64}, expected"):
+        datasets.load_dataset("objects")
 
 
 def test_corrupt_cache_file_is_rebuilt(monkeypatch):
@@ -223,21 +223,21 @@ def test_corrupt_cache_file_is_rebuilt(monkeypatch):
     assert datafiles.cached("unit:test", build)["x"].sum() == 45 and len(calls) == 2
     assert datafiles.cached("unit:test", build)["x"].sum() == 45 and len(calls) == 2  # valid again
     # the same through a loader: large generated sets are cached
-    monkeypatch.setattr("course_utils.loaders.CACHE_MIN_IMAGES", 10)
-    first = data.load_dataset("shapes", "test", count=5, image_size=16)
+    monkeypatch.setattr("course_utils.datasets.CACHE_MIN_IMAGES", 10)
+    first = datasets.load_dataset("shapes", "test", count=5, image_size=16)
     files = list((Path(datafiles.cache_dir()) / "data").glob("shapes-*.npzc"))
     assert len(files) == 1
     files[0].write_bytes(files[0].read_bytes()[:100])  # truncated
-    again = data.load_dataset("shapes", "test", count=5, image_size=16)
+    again = datasets.load_dataset("shapes", "test", count=5, image_size=16)
     assert torch.equal(first.x, again.x)
 
 
 @pytest.mark.skipif(not (datafiles.FASHION_DEBIAN_DIR / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_debian_fallback_rebuilds_the_shipped_subset(monkeypatch, tmp_path):
-    shipped = data.load_dataset("fashion_mnist", "test", image_size=28)
+    shipped = datasets.load_dataset("fashion_mnist", "test", image_size=28)
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "empty"))
-    rebuilt = data.load_dataset("fashion_mnist", "test", image_size=28)
+    rebuilt = datasets.load_dataset("fashion_mnist", "test", image_size=28)
     assert torch.equal(shipped.x, rebuilt.x) and torch.equal(shipped.y, rebuilt.y)
 
 
@@ -245,7 +245,7 @@ def test_photos_load_offline_with_valid_expectations():
     from torchvision.models import ResNet18_Weights
 
     categories = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-    photos = data.load_photos(image_size=96)
+    photos = datafiles.load_photos(image_size=96)
     assert {"chelsea", "coffee"} <= {p.name for p in photos}
     for p in photos:
         assert p.image.mode == "RGB" and p.image.size == (96, 96)
@@ -253,7 +253,7 @@ def test_photos_load_offline_with_valid_expectations():
 
 
 def test_imageset_subset_and_counts():
-    s = data.load_dataset("shapes", "test", per_class=3, **SMALL)
+    s = datasets.load_dataset("shapes", "test", per_class=3, **SMALL)
     assert len(s.subset(slice(0, 5))) == 5 and len(s.subset(s.y == 0)) == 3
     assert s.counts() == {"circle": 3, "rectangle": 3, "triangle": 3, "ellipse": 3}
     shutil.rmtree(datafiles.cache_dir(), ignore_errors=True)

@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from conftest import leftover_processes
 from course_utils.grading import cli
 from course_utils.grading.batch import grade_batch
-from course_utils.grading.procs import MARKER_VAR
 from course_utils.grading.runner import Settings
 from course_utils.grading.spec import load_exercise
 
@@ -203,14 +202,7 @@ def test_details_explain(graded):
 
 
 def test_stray_processes_are_gone(graded):
-    leftovers = []
-    for p in psutil.process_iter():
-        try:
-            if MARKER in " ".join(p.cmdline()) or MARKER_VAR in p.environ():
-                leftovers.append(p)
-        except (psutil.Error, OSError):
-            continue
-    assert not leftovers, [p.cmdline() for p in leftovers]
+    assert not leftover_processes(MARKER)
 
 
 def test_executed_notebooks(graded):
@@ -274,3 +266,16 @@ def test_hung_and_buggy_checks_cost_only_their_question(tmp_path):
     assert "did not finish within 4 s" in rows and "KeyError" in rows
     executed = (tmp_path / "out" / "executed" / "s1.ipynb").read_text(encoding="utf-8")
     assert "FAST = True" in executed  # --fast reaches the notebook's parameters
+
+
+def test_feedback_for_every_student(graded):
+    # one readable file per student, whatever happened; none quotes the hidden tests (see
+    # test_grading_feedback.py for the contents)
+    folder = graded["out"] / "feedback"
+    assert {p.stem for p in folder.glob("*.md")} == set(graded["expected"])
+    hidden = (FIXTURES / "grading" / f"{EXERCISE}.py").read_text(encoding="utf-8")
+    lines = [ln.strip() for ln in hidden.splitlines() if len(ln.strip()) >= 8]
+    for path in folder.glob("*.md"):
+        text = path.read_text(encoding="utf-8")
+        assert text.startswith(f"# Feedback on {EXERCISE}") and "**Total: " in text
+        assert not any(line in text for line in lines) and "hacked" not in text

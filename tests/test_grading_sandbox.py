@@ -19,13 +19,12 @@ import threading
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 from nbformat.v4 import new_code_cell
 
 from course_utils.config import repo_root
-from course_utils.grading import cli, sandbox
-from course_utils.grading.procs import MARKER_VAR
+from conftest import leftover_processes
+from course_utils.grading import cli, limits, sandbox
 
 FIXTURES = Path(__file__).parent / "grading_fixtures" / "exercises"
 EXERCISE = "ex01_add"
@@ -311,14 +310,7 @@ def test_planted_symlinks_are_not_followed(graded):
 
 
 def test_no_process_survives(graded):
-    leftovers = []
-    for p in psutil.process_iter():
-        try:
-            if TOKEN in " ".join(p.cmdline()) or MARKER_VAR in p.environ():
-                leftovers.append(p)
-        except (psutil.Error, OSError):
-            continue
-    assert not leftovers, [p.cmdline() for p in leftovers]
+    assert not leftover_processes(TOKEN)
 
 
 def test_summary_records_the_sandbox(graded):
@@ -384,9 +376,9 @@ OWN_V1 = "8:pids:/\n4:memory:/jobs/a1\n0::/\n"
 
 
 def test_cgroup_places_v1():
-    parents = sandbox.cgroup_parents(MOUNTINFO_V1, OWN_V1)
-    assert parents == [sandbox.CgroupParent(1, "/sys/fs/cgroup/memory/jobs/a1", ("memory",)),
-                       sandbox.CgroupParent(1, "/sys/fs/cgroup/pids", ("pids",))]
+    parents = limits.cgroup_parents(MOUNTINFO_V1, OWN_V1)
+    assert parents == [limits.CgroupParent(1, "/sys/fs/cgroup/memory/jobs/a1", ("memory",)),
+                       limits.CgroupParent(1, "/sys/fs/cgroup/pids", ("pids",))]
 
 
 def test_cgroup_places_v2(tmp_path):
@@ -394,15 +386,15 @@ def test_cgroup_places_v2(tmp_path):
     own.mkdir(parents=True)
     (own / "cgroup.controllers").write_text("cpu memory pids\n")
     mountinfo = f"30 23 0:26 / {tmp_path} rw - cgroup2 cgroup2 rw\n"
-    parents = sandbox.cgroup_parents(mountinfo, "0::/user.slice/grader.scope\n")
-    assert parents == [sandbox.CgroupParent(2, str(own), ("memory", "pids"))]
-    assert sandbox.cgroup_parents(mountinfo, "0::/elsewhere\n") == []  # no controllers there
+    parents = limits.cgroup_parents(mountinfo, "0::/user.slice/grader.scope\n")
+    assert parents == [limits.CgroupParent(2, str(own), ("memory", "pids"))]
+    assert limits.cgroup_parents(mountinfo, "0::/elsewhere\n") == []  # no controllers there
 
 
 @needs_bwrap
 def test_without_cgroups_the_watchdog_enforces_the_limits(tmp_path, monkeypatch):
     """Where the grader may not create cgroups (no root; cgroup v2 without delegation)."""
-    monkeypatch.setattr(sandbox, "_usable_cgroups", lambda limits: ())
+    monkeypatch.setattr(sandbox, "usable_cgroups", lambda limits: ())
     subs = tmp_path / "subs"
     subs.mkdir()
     spawn = f"import subprocess\nkids = [subprocess.Popen(['sleep', '300', '{TOKEN}']) for _ in range(64)]"
@@ -434,7 +426,7 @@ def test_the_graded_objects_are_not_in_the_kernel(graded):
 
 def test_the_redacted_objects_load_except_test(tmp_path, monkeypatch):
     """The registry accepts the redacted copy (its sha256 from the grader) and says why test is empty."""
-    from course_utils import data
+    from course_utils import datasets
     from course_utils.datafiles import DataError
     from course_utils.grading import redact
 
@@ -444,10 +436,10 @@ def test_the_redacted_objects_load_except_test(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv(redact.SHA_ENV, json.dumps({"objects.npz": sha}))
-    full_val = len(data.load_dataset("objects", "val", image_size=16))
+    full_val = len(datasets.load_dataset("objects", "val", image_size=16))
     assert full_val > 0
     with pytest.raises(DataError, match="not available"):
-        data.load_dataset("objects", "test", image_size=16)
+        datasets.load_dataset("objects", "test", image_size=16)
     monkeypatch.delenv(redact.SHA_ENV)
     with pytest.raises(DataError, match="corrupt"):  # without the grader's word it is just a bad file
-        data.load_dataset("objects", "val", image_size=16)
+        datasets.load_dataset("objects", "val", image_size=16)

@@ -58,7 +58,7 @@ def test_transfer_note_has_five_fields(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_prose_cells_are_collapsed(path):
     """Cells that render generated text keep their source collapsed (run `course hide-prose`)."""
-    from course_utils.runner import is_prose_cell
+    from course_utils.tooling.runner import is_prose_cell
 
     for cell in _cells(path):
         if cell["cell_type"] == "code" and is_prose_cell(_src(cell)):

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from course_utils.backbones import load_backbone
-from course_utils.data import ImageSet
-from course_utils.probing import (Curve, group_maps, group_names, group_widths, learning_curve, probe_by_depth,
-                                  single_threaded, stage_embeddings)
+from course_utils.datasets import ImageSet
+from course_utils.features import single_threaded
+from course_utils.probing import Curve, group_maps, group_names, group_widths, learning_curve, stage_embeddings
 
 
 def _set(n_per_class=6, classes=2, size=32, seed=0):
@@ -37,13 +37,6 @@ def test_stage_embeddings_split_and_cache(lite0):
         assert torch.allclose(a, b, atol=1e-4)
     again = stage_embeddings(lite0, data)  # a cache hit gives the very same numbers
     assert all(torch.equal(a, b) for a, b in zip(first, again))
-
-
-def test_probe_by_depth_reads_an_easy_task(lite0):
-    r = probe_by_depth(lite0, _set(seed=0), _set(seed=1))
-    assert len(r.accuracy) == len(r.names) == len(r.widths) == 9
-    assert all(0.0 <= a <= 1.0 for a in r.accuracy)
-    assert r.best()[1] == 1.0  # dark vs bright is linearly separable at some depth
 
 
 def test_group_maps_shapes_shrink(lite0):

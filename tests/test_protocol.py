@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from course_utils import data, loaders
+from course_utils import datasets
 from course_utils.datafiles import objects_arrays
 from course_utils.evaluation import (error_report, expected_calibration_error, gallery, report_from_proba,
                                      unit_standard_error, verdict)
@@ -22,8 +22,8 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def test_objects_no_object_in_two_splits():
-    ids = {split: set(data.load_dataset("objects", split, image_size=16, views=2).meta["object_id"].tolist())
-           for split in data.SPLITS}
+    ids = {split: set(datasets.load_dataset("objects", split, image_size=16, views=2).meta["object_id"].tolist())
+           for split in datasets.SPLITS}
     assert all(ids.values())
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
     every = set(objects_arrays()["object_id"].tolist())
@@ -32,29 +32,29 @@ def test_objects_no_object_in_two_splits():
 
 def test_objects_val_holds_out_whole_objects_of_every_group():
     a = objects_arrays()
-    val, test = loaders.object_split(a, "val"), loaders.object_split(a, "test")
+    val, test = datasets.object_split(a, "val"), datasets.object_split(a, "test")
     assert np.array_equal(test, np.flatnonzero(a["split"]))  # the shipped test objects are unchanged
     counts = np.bincount(a["group"][val], minlength=len(a["groups"]))
-    assert counts.min() >= loaders.MIN_VAL_PER_CLASS
+    assert counts.min() >= datasets.MIN_VAL_PER_CLASS
 
 
 @pytest.mark.parametrize("name", ["fashion_mnist", "mnist", "digits"])
 def test_array_sets_have_disjoint_fixed_splits(name):
-    sets = {s: data.load_dataset(name, s, image_size=8 if name == "digits" else 28) for s in data.SPLITS}
+    sets = {s: datasets.load_dataset(name, s, image_size=8 if name == "digits" else 28) for s in datasets.SPLITS}
     flat = {s: {bytes(v) for v in (sets[s].x[:, 0] * 255).round().to(torch.uint8).numpy()} for s in sets}
     # identical images can exist in the source data; a split must not share more than a stray few
     assert len(flat["train"] & flat["val"]) <= 0.01 * len(flat["val"])
     assert len(flat["val"] & flat["test"]) <= 0.01 * len(flat["test"])
-    again = data.load_dataset(name, "val", image_size=8 if name == "digits" else 28, seed=3)
+    again = datasets.load_dataset(name, "val", image_size=8 if name == "digits" else 28, seed=3)
     assert torch.equal(again.x, sets["val"].x)  # val never depends on seed
 
 
 def test_textures_and_shapes_val_differs_from_train_and_test():
     for name in ("textures", "shapes"):
-        val, test = (data.load_dataset(name, s, per_class=3, image_size=16) for s in ("val", "test"))
-        train = data.load_dataset(name, "train", per_class=3, image_size=16, seed=4)
+        val, test = (datasets.load_dataset(name, s, per_class=3, image_size=16) for s in ("val", "test"))
+        train = datasets.load_dataset(name, "train", per_class=3, image_size=16, seed=4)
         assert not torch.equal(val.x, test.x) and not torch.equal(val.x, train.x)
-    sets = {s: data.load_dataset("textures", s, per_class=20, image_size=16) for s in data.SPLITS}
+    sets = {s: datasets.load_dataset("textures", s, per_class=20, image_size=16) for s in datasets.SPLITS}
     for c in range(len(sets["val"].classes)):
         box = {s: sets[s].meta["box"][(sets[s].y == c).numpy()] for s in sets}
         assert box["train"][:, 2].max() <= box["val"][:, 0].min()  # train rows end where val rows begin
@@ -63,7 +63,7 @@ def test_textures_and_shapes_val_differs_from_train_and_test():
 
 def test_unknown_split_names_the_three():
     with pytest.raises(ValueError, match="'train', 'val', 'test'"):
-        data.load_dataset("objects", "validation")
+        datasets.load_dataset("objects", "validation")
 
 
 def test_report_metrics_match_sklearn_and_count_units():
@@ -98,7 +98,11 @@ def test_error_report_and_gallery_from_a_model():
     y = torch.arange(12) % 3
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 3))
     r = error_report(model, (x, y))
-    assert r.proba.shape == (12, 3) and np.allclose(r.proba.sum(1), 1, atol=1e-5)
+    with torch.no_grad():  # the reference: softmax of the model's logits, by hand
+        proba = torch.softmax(model.eval()(x), dim=1).numpy()
+    np.testing.assert_allclose(r.proba, proba, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(r.y_pred, proba.argmax(1))
+    assert r.accuracy == pytest.approx((proba.argmax(1) == y.numpy()).mean())
     fig = gallery(x, r, n=6, ncols=3)
     assert len([ax for ax in fig.axes if ax.images]) == 6
 

@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from course_utils import recipes
@@ -13,16 +14,26 @@ def _toy_set(n_per_class=8, size=32, seed=0):
     return SimpleNamespace(x=x, y=y, classes=["dark", "bright"])
 
 
+def _accuracy_by_hand(model, data) -> float:
+    """The reported accuracy recomputed outside the library: scale [0, 1] to [-1, 1] (mean = std = 0.5,
+    what both backbones were built with), one forward pass in eval mode, argmax."""
+    with torch.no_grad():
+        logits = model.eval()(data.x * 2 - 1)
+    return (logits.argmax(1) == data.y).float().mean().item()
+
+
 def test_probe_finetune_lpft_scratch_run_and_report(lite0):
     train, test = _toy_set(), _toy_set(seed=1)
     p = recipes.probe(lite0, train, test)
     assert p.accuracy >= 0.85 and p.trainable == 1280 * 2 + 2
     ft = recipes.finetune(lite0, train, test, epochs=1, lr=1e-4, freeze_groups=8)
-    assert 0 <= ft.accuracy <= 1 and ft.trainable < 1_000_000 and ft.extra["history"].loss
+    assert ft.accuracy == pytest.approx(_accuracy_by_hand(ft.model, test))
+    trainable_by_hand = sum(p.numel() for g in ft.model.features.groups()[8:] for p in g.parameters()) + 1280 * 2 + 2
+    assert ft.trainable == trainable_by_hand and len(ft.extra["history"].loss) == 1
     lp = recipes.lp_ft(lite0, train, test, epochs=1, lr=1e-5, freeze_groups=8, bn_eval=True)
     assert lp.method == "LP-FT" and lp.accuracy >= 0.8  # starts from a probed head; tiny LR and fixed BN keep it
     sc = recipes.scratch(train, test, epochs=1)
-    assert sc.method.startswith("scratch") and 0 <= sc.accuracy <= 1
+    assert sc.method.startswith("scratch") and sc.accuracy == pytest.approx(_accuracy_by_hand(sc.model, test))
 
 
 def test_finetune_does_not_touch_the_loaded_backbone(lite0):
@@ -37,7 +48,21 @@ def test_feature_distance_zero_for_same_model(lite0):
     assert recipes.feature_distance(ref, lite0.features, x, lite0) < 1e-5
 
 
-def test_flip_and_shift_keeps_shape_and_values():
-    x = torch.rand(4, 3, 16, 16)
-    out = recipes.flip_and_shift(x)
-    assert out.shape == x.shape and torch.allclose(out.sum(), x.sum(), rtol=1e-4)
+def _explained_by(out, x, dy, dx):
+    """Per image: is ``out`` the circular shift by (dy, dx) of the image or of its mirror image?"""
+    plain, mirrored = (torch.roll(v, (dy, dx), dims=(2, 3)) for v in (x, x.flip(3)))
+    return (out == plain).flatten(1).all(1), (out == mirrored).flatten(1).all(1)
+
+
+def test_flip_and_shift_is_a_random_flip_then_one_small_circular_shift():
+    x = torch.rand(32, 3, 16, 16)
+    out = recipes.flip_and_shift(x, max_shift=4)
+    # search every allowed shift for the one that explains the whole batch
+    shifts = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)]
+    found = [s for s in shifts if torch.logical_or(*_explained_by(out, x, *s)).all()]
+    assert len(found) == 1
+    _, mirrored = _explained_by(out, x, *found[0])
+    assert 0 < int(mirrored.sum()) < len(x)  # a random flip per image: some flipped, some not
+    unshifted = recipes.flip_and_shift(x, max_shift=0)
+    plain, mirrored = _explained_by(unshifted, x, 0, 0)
+    assert (plain | mirrored).all()

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_utils import results
+from course_utils.tooling import results
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = base64.b64decode(  # a 1x1 PNG
@@ -30,10 +30,26 @@ def _fake_run(run_dir: Path) -> None:
     folder.mkdir(parents=True)
     nbformat.write(nb, folder / "00_demo.ipynb")
     (run_dir / "benchmarks").mkdir()
-    (run_dir / "benchmarks" / "cached_head.txt").write_text("method seconds\ncached 0.1\nspeedup: 42.0x\n")
-    (run_dir / "machine.json").write_text(json.dumps(
-        {"platform": "Linux x86_64", "python": "3.11", "cpu": "Some CPU", "cores": 2, "torch": "2.x",
-         "gpu": None, "date": "2026-01-01"}))
+    _record(run_dir, "cached_head", "method seconds\ncached 0.1\nspeedup: 42.0x\n", "2026-01-01")
+    _record(run_dir, "course_runtime", "total 9.0\nfull_total_s: 9\n", "2025-12-24")
+
+
+def _machine(date: str, cpu: str = "Some CPU", gpu=None) -> dict:
+    return {"platform": "Linux x86_64", "python": "3.11", "cpu": cpu, "cores": 2, "torch": "2.x",
+            "gpu": gpu, "date": date}
+
+
+def _record(run_dir: Path, name: str, output: str, date: str, exit_code: int = 0, **machine) -> None:
+    record = {"benchmark": name, "args": [], "exit": exit_code, "seconds": 1.0,
+              "machine": _machine(date, **machine), "output": output}
+    (run_dir / "benchmarks" / f"{name}.json").write_text(json.dumps(record))
+
+
+def _section(text: str, heading: str) -> str:
+    """The page's text from ``heading`` to the next heading of any level."""
+    start = text.index(heading)
+    following = [i for i in (text.find("\n#", start + 1),) if i != -1]
+    return text[start:following[0] if following else None]
 
 
 def test_page_holds_tagged_outputs_figures_benchmarks_and_machine(tmp_path):
@@ -49,6 +65,75 @@ def test_page_holds_tagged_outputs_figures_benchmarks_and_machine(tmp_path):
     assert f"](results/{figures[0].name})" in text
     assert "speedup: 42.0x" in text and "Some CPU, 2 cores" in text
     assert "`benchmarks/grader_throughput.py` — (not run)" in text
+    assert "- CPU only: no section" in text.split("## 00")[0]  # the header says so when no GPU was used
+
+
+def test_each_section_carries_its_own_machine_and_date(tmp_path):
+    run = tmp_path / "run"
+    _fake_run(run)
+    _record(run, "backbone_throughput", "img/s 100\nhead_train_seconds: 0.1\n", "2026-02-02", cpu="Other CPU",
+            gpu="NVIDIA H200")
+    text = results.render(run, tmp_path / "RESULTS.md").read_text()
+    assert "Run on 2026-01-01: Some CPU" in _section(text, "### `benchmarks/cached_head.py`")
+    assert "Run on 2026-02-02: Other CPU, 2 cores, GPU: NVIDIA H200" in _section(
+        text, "### `benchmarks/backbone_throughput.py`")
+    # the notebooks ran inside course_runtime.py: their sections carry its date
+    assert "Run on 2025-12-24" in _section(text, "## 00 — A title")
+    header = text.split("## 00")[0]
+    assert "- GPU: NVIDIA H200" in header and "- CPU only" not in header
+
+
+def _fake_scripts(root: Path, names, exit_codes=None) -> None:
+    """benchmarks/<name>.py stand-ins that print a headline (and exit with a given code)."""
+    (root / "benchmarks").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        code = (exit_codes or {}).get(name, 0)
+        (root / "benchmarks" / f"{name}.py").write_text(
+            f"import sys\nprint('table of {name}')\nprint('{name}_headline: 1')\nsys.exit({code})\n")
+
+
+def test_partial_rerun_redates_only_its_own_section(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(results, "BENCHMARKS", {"first": [], "second": ["--flag"]})
+    _fake_scripts(tmp_path, ["first", "second"])
+    run = tmp_path / "run"
+    monkeypatch.setattr(results, "machine", lambda: _machine("2026-01-01"))
+    results.run_all(run)
+    monkeypatch.setattr(results, "machine", lambda: _machine("2026-03-03", cpu="New CPU"))
+    results.run_all(run, only=["second"])
+    first, second = (results.load_benchmark(run / "benchmarks", n) for n in ("first", "second"))
+    assert first["machine"]["date"] == "2026-01-01" and first["machine"]["cpu"] == "Some CPU"
+    assert second["machine"]["date"] == "2026-03-03" and second["machine"]["cpu"] == "New CPU"
+    assert second["output"].endswith("second_headline: 1\n") and second["args"] == ["--flag"]
+    assert not (run / "machine.json").exists()  # no run-wide date left to go stale
+    lines = results._benchmark_section({"first": first, "second": second})
+    text = "\n".join(lines)
+    assert "Run on 2026-01-01: Some CPU" in _section(text, "### `benchmarks/first.py`")
+    assert "Run on 2026-03-03: New CPU" in _section(text, "### `benchmarks/second.py`")
+
+
+def test_failed_benchmark_is_recorded_named_and_stops_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(results, "BENCHMARKS", {"broken": [], "after": []})
+    _fake_scripts(tmp_path, ["broken", "after"], exit_codes={"broken": 3})
+    with pytest.raises(SystemExit, match="broken.py failed \\(exit 3\\)"):
+        results.run_all(tmp_path / "run")
+    record = results.load_benchmark(tmp_path / "run" / "benchmarks", "broken")
+    assert record["exit"] == 3
+    assert results.load_benchmark(tmp_path / "run" / "benchmarks", "after") is None  # never started
+    text = "\n".join(results._benchmark_section({"broken": record}))
+    assert "`benchmarks/broken.py` — FAILED (exit 3)" in text
+
+
+def test_output_from_before_per_section_metadata_is_not_dated(tmp_path):
+    """An old run's bare .txt says nothing about when it ran; the page must not invent a date."""
+    run = tmp_path / "run"
+    _fake_run(run)
+    (run / "benchmarks" / "cached_head.json").unlink()
+    (run / "benchmarks" / "cached_head.txt").write_text("old table\nspeedup: 9.9x\n")
+    text = results.render(run, tmp_path / "RESULTS.md").read_text()
+    section = _section(text, "### `benchmarks/cached_head.py`")
+    assert "speedup: 9.9x" in section and "not recorded" in section and "Run on" not in section
 
 
 def test_rerender_removes_stale_figures(tmp_path):

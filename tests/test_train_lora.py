@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.finetune import count_trainable, freeze
+from course_utils.layers import count_trainable, freeze
 from course_utils.lora import LoRA, add_lora, merge_lora
 from course_utils.train import evaluate, fit
 

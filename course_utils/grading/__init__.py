@@ -4,7 +4,10 @@ Modules: ``spec`` (exercise format), ``release`` (student notebooks), ``submissi
 (finding and validating notebooks), ``runner`` (one submission: worker + checks), ``batch``
 (a folder -> grades.csv/summary.json), ``worker``/``checker`` (the subprocess entry points),
 ``engine`` (output caps), ``procs`` (timeouts and process-tree cleanup), ``sandbox``
-(bubblewrap isolation and per-submission limits), ``cli``.
+(bubblewrap isolation and per-submission limits), ``cluster``/``cluster_task`` (grading
+on a Dask cluster, ``--scheduler``: the client's side and the workers'), ``guide`` (what
+students are told about each question, from the release notebook), ``feedback``
+(OUT_DIR/feedback/STUDENT.md), ``selfcheck`` (``course-grade check``), ``cli``.
 Nothing heavy is imported here, so ``course-grade release`` starts quickly.
 """
 

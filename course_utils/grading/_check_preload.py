@@ -7,9 +7,9 @@ import numpy  # noqa: F401
 import torch
 
 import course_utils.backbones  # noqa: F401  (torch, torchvision, timm: the ~3.5 s we save)
-import course_utils.data  # noqa: F401
+import course_utils.datasets  # noqa: F401
 import course_utils.features  # noqa: F401
-import course_utils.finetune  # noqa: F401
+import course_utils.layers  # noqa: F401
 import course_utils.grading.checker  # noqa: F401
 import course_utils.grading.toolkit  # noqa: F401
 

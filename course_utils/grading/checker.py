@@ -12,14 +12,14 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import sys
 
 from course_utils.grading.answers import AnswerMissing, load_answers
+from course_utils.grading.procs import first_line, forget_cwd_on_path
 
 
 def main(argv: list[str] | None = None) -> int:
-    _forget_cwd_on_path()
+    forget_cwd_on_path()
     hidden, answers_base, results_path, *questions = argv if argv is not None else sys.argv[1:]
     with open(results_path, "a", encoding="utf-8") as out:
         try:
@@ -48,13 +48,13 @@ def run_check(check, answers) -> tuple[str, str]:
     try:
         result = check(copy.deepcopy(answers))  # a check cannot alter what the next one sees
     except AssertionError as exc:  # AnswerMissing included
-        return "failed", _first_line(str(exc)) or "assertion failed"
+        return "failed", first_line(str(exc)) or "assertion failed"
     except Exception as exc:  # noqa: BLE001
         return "error", f"check raised {_what(exc)}"
     if result is None or isinstance(result, bool):
         return ("ok", "passed") if result in (None, True) else ("failed", "check failed")
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], bool):
-        message = _first_line(str(result[1]))
+        message = first_line(str(result[1]))
         return ("ok", message or "passed") if result[0] else ("failed", message or "check failed")
     return "error", f"check returned {type(result).__name__}; expected (bool, message)"
 
@@ -73,22 +73,11 @@ def _write_all(out, questions, status, detail) -> int:
 
 
 def _what(exc: BaseException) -> str:
-    message = _first_line(str(exc))
+    message = first_line(str(exc))
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0][:300] if lines else ""
-
-
 __all__ = ["AnswerMissing", "main", "run_check"]
-
-def _forget_cwd_on_path() -> None:
-    # `python -m` put our cwd first on sys.path, and the notebook's code can write files
-    # there: drop it so a planted .py cannot shadow a module this process imports later.
-    if sys.path and sys.path[0] == os.getcwd():
-        sys.path.pop(0)
 
 
 if __name__ == "__main__":

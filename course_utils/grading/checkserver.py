@@ -11,7 +11,8 @@ Like every multiprocessing start method but fork, the child imports the parent's
 under another name, so a script that grades must keep its work under
 ``if __name__ == "__main__":`` (the ``course-grade`` command and pytest do).
 
-Where fork is not available (Windows) the checks run as plain subprocesses, as before.
+Where fork is not available (Windows), or in a daemonic process (a Dask worker started by its
+nanny with the default settings), the checks run as plain subprocesses, as before.
 """
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ PRELOAD = ["course_utils.grading._check_preload"]
 
 
 def available() -> bool:
-    return "forkserver" in multiprocessing.get_all_start_methods()
+    # multiprocessing refuses children to a daemonic process, and a Dask worker under its nanny
+    # is one unless started with DASK_DISTRIBUTED__WORKER__DAEMON=False: checks run as plain
+    # subprocesses there (same results, the imports paid per submission).
+    return ("forkserver" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
 
 
 def warm_up() -> None:

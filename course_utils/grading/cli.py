@@ -1,12 +1,14 @@
 """``course-grade``: release student notebooks, or grade a folder of submissions.
 
     course-grade release [--source DIR] [--release DIR] [--check]
+    course-grade check NOTEBOOK [--exercise NAME] [--timeout S] [--no-run] [--sandbox ...]
     course-grade EXERCISE SUBMISSIONS_DIR --out OUT_DIR [--timeout S] [--jobs N] [--fast]
                  [--sandbox {auto,bwrap,none}] [--memory-mb MB] [--max-procs N] [--disk-mb MB]
+                 [--scheduler tcp://HOST:PORT]
 
 Exit codes: 0 done (students may still have failed), 1 ``release --check`` found a stale
-release, 2 a usage problem (unknown exercise, missing folder, malformed hidden tests) or a
-sandbox that cannot run here.
+release or ``check`` found problems in the notebook, 2 a usage problem (unknown exercise, missing folder, malformed hidden tests), a
+sandbox that cannot run here, or a Dask cluster that cannot grade (``--scheduler``).
 """
 from __future__ import annotations
 
@@ -29,11 +31,43 @@ def _release_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="course-grade check",
+        description="A student's self-check before handing in: list what the grader will check, "
+                    "look for obvious problems and run the notebook as the grader does (FAST), "
+                    "with its visible self-checks only; no hidden check runs.")
+    p.add_argument("notebook", type=Path, help="your notebook, e.g. ex01_freeze_and_probe.ipynb")
+    p.add_argument("--exercise", default=None,
+                   help="exercise name (default: found from the notebook's title or file name)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds for the whole notebook, as the grader's default (600)")
+    p.add_argument("--no-run", action="store_true", help="only list and inspect; do not run")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
+                   help="auto: the grader's bubblewrap sandbox when it can run here, else none")
+    p.add_argument("--exercises-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def _selfcheck(args) -> int:
+    from course_utils.grading.runner import Settings
+    from course_utils.grading.selfcheck import run_selfcheck
+
+    if args.timeout <= 0:
+        print("course-grade check: error: --timeout must be > 0", file=sys.stderr)
+        return 2
+    settings = Settings(timeout=args.timeout, fast=True, device=detect_device(),
+                        sandbox=args.sandbox)
+    return run_selfcheck(args.notebook, args.exercise, args.exercises_dir, settings,
+                         run=not args.no_run)
+
+
 def _grade_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="course-grade",
         description="Grade STUDENT_ID.ipynb submissions against an exercise's hidden tests. "
-                    "Other command: `course-grade release [--check]`.",
+                    "Other commands: `course-grade release [--check]`, "
+                    "`course-grade check NOTEBOOK` (a student's self-check).",
     )
     p.add_argument("exercise", help="exercise name, e.g. ex01_freeze_and_probe")
     p.add_argument("submissions", type=Path, help="folder with one STUDENT_ID.ipynb per student")
@@ -55,6 +89,10 @@ def _grade_parser() -> argparse.ArgumentParser:
                    help="processes + threads per notebook (default 256)")
     p.add_argument("--disk-mb", type=int, default=1024,
                    help="disk a notebook may write, per file and in total (default 1024)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="grade on the workers of this Dask scheduler instead of locally (each "
+                        "worker grades as many notebooks at once as it has threads; --jobs is "
+                        "then unused); see docs/GRADING.md")
     return p
 
 
@@ -70,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             from course_utils.grading.release import run_release
 
             return run_release(args.source, args.release, check=args.check)
+        if argv and argv[0] == "check":
+            return _selfcheck(_check_parser().parse_args(argv[1:]))
         return _grade(_grade_parser().parse_args(argv))
     except (ExerciseError, SubmissionsError, SandboxError) as exc:
         print(f"course-grade: error: {exc}", file=sys.stderr)
@@ -77,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _grade(args) -> int:
-    from course_utils.grading.batch import grade_batch
     from course_utils.grading.runner import Settings
     from course_utils.grading.spec import load_exercise
 
@@ -89,13 +128,32 @@ def _grade(args) -> int:
     settings = Settings(timeout=args.timeout, check_timeout=args.check_timeout, jobs=args.jobs,
                         fast=args.fast, device=detect_device(), sandbox=args.sandbox,
                         memory_mb=args.memory_mb, max_procs=args.max_procs, disk_mb=args.disk_mb)
-    summary = grade_batch(exercise, args.submissions, args.out, settings)
+    summary = _batch(args, exercise, settings)
+    if summary is None:
+        return 2
     for note in summary["notes"]:
         print(f"note: {note}", file=sys.stderr)
     counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
-    print(f"graded {summary['n_students']} submissions of {exercise.name} -> {args.out} ({counts}; "
-          f"sandbox {summary['sandbox']['kind']})")
+    where = f" on {args.scheduler}" if args.scheduler else ""
+    print(f"graded {summary['n_students']} submissions of {exercise.name}{where} -> {args.out} "
+          f"({counts}; sandbox {summary['sandbox']['kind']})")
     return 0
+
+
+def _batch(args, exercise, settings) -> dict | None:
+    """Grade locally, or on the Dask cluster; None (having said why) if the cluster cannot."""
+    from course_utils.grading.batch import grade_batch
+
+    if not args.scheduler:
+        return grade_batch(exercise, args.submissions, args.out, settings)
+    from course_utils.grading.cluster import ClusterError  # dask itself loads only later
+
+    try:
+        return grade_batch(exercise, args.submissions, args.out, settings,
+                           scheduler=args.scheduler)
+    except ClusterError as exc:
+        print(f"course-grade: error: {exc}", file=sys.stderr)
+        return None
 
 
 def detect_device() -> str:

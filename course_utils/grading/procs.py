@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
@@ -162,3 +163,16 @@ def _kill(p) -> None:
         p.kill()
     except psutil.Error:
         pass
+
+
+def first_line(text, default: str = "") -> str:
+    """The first line of an error message, at most 300 characters: one row of grades.csv stays one line."""
+    lines = str(text).strip().splitlines()
+    return lines[0][:300] if lines else default
+
+
+def forget_cwd_on_path() -> None:
+    """``python -m`` put our cwd first on sys.path, and the notebook's code can write files there:
+    drop it so a planted .py cannot shadow a module this process imports later."""
+    if sys.path and sys.path[0] == os.getcwd():
+        sys.path.pop(0)

@@ -27,7 +27,8 @@ from pathlib import Path
 import nbformat
 
 from course_utils.grading import checkserver, procs
-from course_utils.grading.sandbox import Limits, Sandbox, worker_process
+from course_utils.grading.limits import Limits
+from course_utils.grading.sandbox import Sandbox, worker_process
 from course_utils.grading.spec import Exercise, timeout_detail
 from course_utils.grading.submissions import load_submission
 
@@ -57,10 +58,11 @@ class Settings:
         return Limits(self.memory_mb, self.max_procs, self.disk_mb)
 
     @property
-    def cell_timeout(self) -> float:
+    def cell_timeout(self) -> int:
         # a bit under the outer limit so a single slow cell is reported by papermill, with the
-        # executed notebook intact, before the parent has to kill everything
-        return max(1.0, self.timeout - max(1.0, min(10.0, 0.1 * self.timeout)))
+        # executed notebook intact, before the parent has to kill everything; whole seconds,
+        # as nbclient's `timeout` trait is an int (--timeout 12 gave 10.8 and failed every run)
+        return max(1, int(self.timeout - max(1.0, min(10.0, 0.1 * self.timeout))))
 
     def parameters(self) -> dict:
         return {"FAST": self.fast, "SEED": self.seed, "DEVICE": self.device}
@@ -82,7 +84,7 @@ def grade_one(exercise: Exercise, student: str, path: Path, settings: Settings,
         return _uniform(exercise, student, "invalid", problem, start)
     sub_dir = Path(tempfile.mkdtemp(prefix="s-", dir=tmp_root))
     try:
-        status, detail = _execute(exercise, nb, sub_dir, settings, box)
+        status, detail = _execute(exercise.collect_source, nb, sub_dir, settings, box)
         _keep_executed(sub_dir / "grader" / "executed.ipynb", executed_dir / f"{student}.ipynb")
         if status != "ok":
             return _uniform(exercise, student, status, _clean(detail, sub_dir), start)
@@ -98,7 +100,17 @@ def _uniform(exercise, student, status, detail, start) -> Outcome:
     return Outcome(student, status, results, time.monotonic() - start)
 
 
-def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings,
+def run_notebook(nb, sub_dir: Path, settings: Settings, box: Sandbox,
+                 collect_source: str | None = None) -> tuple[str, str]:
+    """Run ``nb`` in the sandbox the way grading does; (status, detail) of the notebook.
+
+    Without ``collect_source`` (a student's self-check) no grader cell is appended and no answers
+    are kept; ``sub_dir/grader/executed.ipynb`` holds the run. ``sub_dir`` must be empty.
+    """
+    return _execute(collect_source, nb, sub_dir, settings, box)
+
+
+def _execute(collect_source: str | None, nb, sub_dir: Path, settings: Settings,
              box: Sandbox) -> tuple[str, str]:
     work, grader = sub_dir / "work", sub_dir / "grader"
     for folder in (work, grader, sub_dir / "home"):
@@ -106,7 +118,7 @@ def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings,
     nbformat.write(nb, str(work / "submission.ipynb"))
     job = {
         "notebook": str(work / "submission.ipynb"), "cwd": str(work), "grader_dir": str(grader),
-        "collect_source": exercise.collect_source, "parameters": settings.parameters(),
+        "collect_source": collect_source, "parameters": settings.parameters(),
         "cell_timeout": settings.cell_timeout, "start_timeout": settings.start_timeout,
         "timeout": settings.timeout,
     }
@@ -117,7 +129,7 @@ def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings,
             stdin_text=json.dumps(job), timeout=settings.timeout, log_path=grader / "worker.log",
             marker=secrets.token_hex(8), watch=run.watch, term_target=worker_process,
         )
-        result = _read_result(grader / "result.json")
+        result = _read_result(grader / "result.json", collect_source is not None)
         over = run.exceeded(result["detail"] if result else "")
     if over:  # before the timeout: a fork bomb that also hangs is reported as the fork bomb
         return "error", over
@@ -125,7 +137,7 @@ def _execute(exercise: Exercise, nb, sub_dir: Path, settings: Settings,
         return "timeout", timeout_detail(settings.timeout)
     if result is None:
         return "error", f"grader worker failed (exit {rc}): {_log_tail(grader / 'worker.log')}"
-    if result["status"] == "ok":
+    if result["status"] == "ok" and collect_source is not None:
         _move_answers(grader / result["answers"], sub_dir / "check")
     return result["status"], result["detail"]
 
@@ -146,13 +158,14 @@ def _regular_file(path: Path) -> bool:
         return False
 
 
-def _read_result(path: Path) -> dict | None:
+def _read_result(path: Path, collecting: bool = True) -> dict | None:
     """The worker's result, or None if missing or not in the shape the worker writes."""
     if not _regular_file(path):
         return None
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
-        ok_answers = result["status"] != "ok" or _ANSWERS_NAME.fullmatch(result["answers"])
+        ok_answers = (result["status"] != "ok" or not collecting
+                      or _ANSWERS_NAME.fullmatch(result["answers"]))
         if result["status"] in ("ok", "error", "timeout") and ok_answers:
             return result
     except (OSError, ValueError, KeyError, TypeError):
@@ -185,7 +198,9 @@ def _thread_env(jobs: int) -> dict:
     Measured on 2 cores: two torch kernels with 2 OpenMP threads each ran a training job ~5x
     slower than with the cores split; passive waiting stops idle threads from spinning.
     """
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    # The CPUs this process may use (a SLURM or cgroup allocation), not the whole node's.
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = str(max(1, usable // max(1, jobs)))
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE"}
 
 

@@ -24,16 +24,15 @@ import errno
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from course_utils.grading.limits import Cgroup, Limits, folder_bytes, tree_usage, usable_cgroups
 
 KINDS = ("auto", "bwrap", "none")
 WRITABLE = ("work", "home", "grader")  # a submission's folders, the only ones it may write
@@ -48,208 +47,6 @@ _DISK_ERRORS = re.compile(rf"\[Errno ({errno.EFBIG}|{errno.ENOSPC})\]")
 
 class SandboxError(Exception):
     """The sandbox cannot run here: grading stops (CLI exit 2) rather than run unconfined."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_mb: int = 4096
-    max_procs: int = 256
-    disk_mb: int = 1024
-
-    def message(self, which: str) -> str:
-        return {"memory": f"memory limit {self.memory_mb} MB exceeded",
-                "pids": f"process limit {self.max_procs} reached",
-                "disk": f"disk limit {self.disk_mb} MB exceeded"}[which]
-
-
-# ---------------------------------------------------------------------------------- cgroups
-
-@dataclass(frozen=True)
-class CgroupParent:
-    """The grader's own cgroup in one hierarchy: per-submission cgroups are created below it."""
-    version: int  # 1 or 2
-    path: str
-    controllers: tuple  # those of ("memory", "pids") this hierarchy handles
-
-
-# (version, controller) -> (limit file, events file, the event that counts a crossed limit)
-_CG_FILES = {
-    (1, "memory"): ("memory.limit_in_bytes", "memory.oom_control", "oom_kill"),
-    (2, "memory"): ("memory.max", "memory.events", "oom_kill"),
-    (1, "pids"): ("pids.max", "pids.events", "max"),
-    (2, "pids"): ("pids.max", "pids.events", "max"),
-}
-# No swap: a notebook over its memory limit is to be stopped, not slowed down for minutes.
-_NO_SWAP = {1: "memory.memsw.limit_in_bytes", 2: "memory.swap.max"}
-
-
-class Cgroup:
-    """One submission's cgroup in one hierarchy; ``remove`` kills what is left in it."""
-
-    def __init__(self, parent: CgroupParent, limits: Limits):
-        self.parent = parent
-        self.path = os.path.join(parent.path, f"course-grade-{secrets.token_hex(6)}")
-        if parent.version == 2:
-            _enable_controllers(parent)
-        os.mkdir(self.path)
-        try:
-            self._set_limits(limits)
-        except OSError:
-            self.remove()
-            raise
-
-    @property
-    def procs_file(self) -> str:
-        return os.path.join(self.path, "cgroup.procs")
-
-    def _set_limits(self, limits: Limits) -> None:
-        values = {"memory": limits.memory_mb << 20, "pids": limits.max_procs}
-        version = self.parent.version
-        for controller in self.parent.controllers:
-            _write(self.path, _CG_FILES[version, controller][0], values[controller])
-        if "memory" in self.parent.controllers:
-            try:  # v1 wants memory+swap >= memory; v2 counts swap on its own
-                _write(self.path, _NO_SWAP[version], values["memory"] if version == 1 else 0)
-            except OSError:
-                pass  # no swap accounting on this host: nothing to turn off
-
-    def crossed(self) -> list[str]:
-        """Controllers whose limit was hit: an OOM kill, or a fork refused at pids.max."""
-        hit = []
-        for controller in self.parent.controllers:
-            _, events, key = _CG_FILES[self.parent.version, controller]
-            if _event_count(os.path.join(self.path, events), key) > 0:
-                hit.append(controller)
-        return hit
-
-    def remove(self) -> None:
-        for _ in range(100):  # rmdir fails while a task is still exiting
-            for pid in _read_pids(self.procs_file):
-                _kill(pid)  # the last net: nothing can leave a cgroup it cannot write
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.02)
-
-
-def _write(folder: str, name: str, value) -> None:
-    with open(os.path.join(folder, name), "w") as fh:
-        fh.write(str(value))
-
-
-def _enable_controllers(parent: CgroupParent) -> None:
-    # cgroup v2 hands a controller to children only when the parent's subtree_control lists it
-    # (refused while the parent itself holds processes: then we fall back to the watchdog).
-    enabled = _read_words(os.path.join(parent.path, "cgroup.subtree_control"))
-    missing = [c for c in parent.controllers if c not in enabled]
-    if missing:
-        _write(parent.path, "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
-
-
-def _event_count(path: str, key: str) -> int:
-    try:
-        with open(path) as fh:
-            for line in fh:
-                name, _, value = line.partition(" ")
-                if name == key:
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _read_pids(path: str) -> list[int]:
-    try:
-        with open(path) as fh:
-            return [int(line) for line in fh if line.strip()]
-    except (OSError, ValueError):
-        return []
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def cgroup_parents(mountinfo: str, own: str) -> list[CgroupParent]:
-    """Where memory and pids cgroups can go, from /proc/self/mountinfo and /proc/self/cgroup."""
-    mounts = [m for m in map(_cgroup_mount, mountinfo.splitlines()) if m]
-    paths = {}
-    for line in own.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3:
-            for controller in (parts[1].split(",") if parts[1] else [""]):
-                paths[controller] = parts[2]  # "" is the v2 hierarchy
-    found: dict = {}
-    for controller in ("memory", "pids"):
-        place = _v1_place(mounts, paths, controller) or _v2_place(mounts, paths, controller)
-        if place:
-            found.setdefault(place, []).append(controller)
-    return [CgroupParent(v, path, tuple(c)) for (v, path), c in found.items()]
-
-
-def _cgroup_mount(line: str):
-    fields = line.split()
-    if "-" not in fields:
-        return None
-    tail = fields[fields.index("-") + 1:]
-    if len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2") or len(fields) < 5:
-        return None
-    return tail[0], fields[3], fields[4], set(tail[2].split(","))  # type, root, where, options
-
-
-def _inside_mount(mount, cgroup_path: str) -> str | None:
-    _, root, where, _ = mount
-    rel = os.path.relpath(cgroup_path, root)
-    return None if rel.startswith("..") else os.path.normpath(os.path.join(where, rel))
-
-
-def _v1_place(mounts, paths, controller):
-    for mount in mounts:
-        if mount[0] == "cgroup" and controller in mount[3] and controller in paths:
-            path = _inside_mount(mount, paths[controller])
-            return (1, path) if path else None
-    return None
-
-
-def _v2_place(mounts, paths, controller):
-    for mount in mounts:
-        path = _inside_mount(mount, paths[""]) if mount[0] == "cgroup2" and "" in paths else None
-        if path and controller in _read_words(os.path.join(path, "cgroup.controllers")):
-            return 2, path
-    return None
-
-
-def _read_words(path: str) -> list[str]:
-    try:
-        with open(path) as fh:
-            return fh.read().split()
-    except OSError:
-        return []
-
-
-def _usable_cgroups(limits: Limits) -> tuple:
-    """The hierarchies where this grader may create a limited cgroup (tried once, removed)."""
-    if not sys.platform.startswith("linux"):
-        return ()
-    try:
-        with open("/proc/self/mountinfo") as fh, open("/proc/self/cgroup") as own:
-            parents = cgroup_parents(fh.read(), own.read())
-    except OSError:
-        return ()
-    usable = []
-    for parent in parents:
-        try:
-            Cgroup(parent, limits).remove()
-            usable.append(parent)
-        except OSError:
-            pass  # not ours to write (no root, v2 without delegation): the watchdog steps in
-    return tuple(usable)
 
 
 # ------------------------------------------------------------------------------ filesystem
@@ -453,49 +250,19 @@ class SandboxRun:
         return None
 
     def _disk_over(self) -> str | None:
-        used = sum(_folder_bytes(self.sub_dir / name) for name in WRITABLE)
+        used = sum(folder_bytes(self.sub_dir / name) for name in WRITABLE)
         return self.box.limits.message("disk") if used >= self.box.limits.disk_mb << 20 else None
 
     def _tree_over(self, pid: int) -> str | None:
         unwatched = {"memory", "pids"} - {c for g in self.cgroups for c in g.parent.controllers}
         if not unwatched:
             return None
-        rss, tasks = _tree_usage(pid)
+        rss, tasks = tree_usage(pid)
         if "memory" in unwatched and rss > self.box.limits.memory_mb << 20:
             return self.box.limits.message("memory")
         if "pids" in unwatched and tasks > self.box.limits.max_procs:
             return self.box.limits.message("pids")
         return None
-
-
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for top, _dirs, files in os.walk(folder):  # does not follow symlinks
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(top, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def _tree_usage(pid: int) -> tuple[int, int]:
-    """(resident bytes, threads) of a process and all its descendants."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        family = [root] + root.children(recursive=True)
-    except psutil.Error:
-        return 0, 0
-    rss = tasks = 0
-    for proc in family:
-        try:
-            rss += proc.memory_info().rss
-            tasks += proc.num_threads()
-        except psutil.Error:
-            pass
-    return rss, tasks
 
 
 # --------------------------------------------------------------------------------- prepare
@@ -532,7 +299,7 @@ def prepare(kind: str = "auto", limits: Limits = Limits(), hide=(), scratch: Pat
         raise SandboxError(f"unknown sandbox {kind!r}: choose one of {', '.join(KINDS)}")
     bwrap = None if kind == "none" else _require_bwrap()
     box = Sandbox("bwrap" if bwrap else "none", limits, bwrap, gpu=gpu,
-                  cgroups=_usable_cgroups(limits))
+                  cgroups=usable_cgroups(limits))
     if bwrap:
         box = replace(box, hidden=_hidden(hide), veils=_veils())
     if bwrap and redact:

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import nbformat
+from course_utils.grading.procs import first_line
 
 MAX_NOTEBOOK_BYTES = 50_000_000  # larger files are almost surely not a hand-written notebook
 
@@ -75,12 +76,8 @@ def _check_structure(raw):
             warnings.simplefilter("ignore")
             nbformat.validate(nb)
     except nbformat.ValidationError as exc:
-        return None, f"notebook does not follow the nbformat schema: {_first_line(exc.message)}"
+        return None, f"notebook does not follow the nbformat schema: {first_line(exc.message, 'unknown problem')}"
     except Exception as exc:  # noqa: BLE001 - any other way of being malformed
-        return None, f"notebook could not be read: {type(exc).__name__}: {_first_line(str(exc))}"
+        return None, f"notebook could not be read: {type(exc).__name__}: {first_line(str(exc), 'unknown problem')}"
     return nb, None
 
-
-def _first_line(text: str) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0][:200] if lines else "unknown problem"

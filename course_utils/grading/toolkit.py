@@ -23,7 +23,7 @@ def submitted_state(state, num_classes: int, image_size: int, label: str = "mode
     import numpy as np
     import torch
 
-    from course_utils.finetune import replace_head
+    from course_utils.layers import replace_head
     assert isinstance(state, dict), f"{label}: the state_dict arrived as {type(state).__name__}, not a dict"
     expected = replace_head(check_backbone(image_size), num_classes).state_dict()
     missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))

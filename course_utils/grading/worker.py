@@ -24,26 +24,29 @@ from nbformat.v4 import new_code_cell
 
 from course_utils.grading.answers import build_collect_cell
 from course_utils.grading.spec import COLLECT_TAG, timeout_detail
+from course_utils.grading.procs import forget_cwd_on_path
 
 
 def main() -> int:
-    _forget_cwd_on_path()
+    forget_cwd_on_path()
     job = json.loads(sys.stdin.read())
     grader_dir = Path(job["grader_dir"])
     answers_base = str(grader_dir / f"answers-{secrets.token_hex(16)}")
     nb = nbformat.read(job["notebook"], as_version=4)
-    cell = new_code_cell(build_collect_cell(job["collect_source"], answers_base))
-    cell.metadata["tags"] = [COLLECT_TAG]
-    nb.cells.append(cell)
+    collecting = job.get("collect_source") is not None  # None: a student's self-check
+    if collecting:
+        cell = new_code_cell(build_collect_cell(job["collect_source"], answers_base))
+        cell.metadata["tags"] = [COLLECT_TAG]
+        nb.cells.append(cell)
     # On SIGTERM (the parent's timeout) save what ran so far, then leave without cleanup:
     # the parent kills the kernel itself.
     signal.signal(signal.SIGTERM, lambda *_: _stop(grader_dir))
     status, detail = _execute(nb, job)
-    if status == "ok" and not os.path.exists(answers_base + ".json"):
+    if status == "ok" and collecting and not os.path.exists(answers_base + ".json"):
         status, detail = "error", "the notebook ran but the grader's final cell wrote no answers"
     _save_executed(grader_dir)
     result = {"status": status, "detail": detail,
-              "answers": Path(answers_base).name if status == "ok" else None}
+              "answers": Path(answers_base).name if status == "ok" and collecting else None}
     (grader_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
     return 0
 
@@ -86,7 +89,7 @@ def _first_failure(nb) -> str | None:
             what = f"{ename}: {lines[0]}" if lines else ename
         else:  # e.g. get_ipython().set_custom_exc(...) swallowed the traceback
             what = "an error (the notebook hid the traceback)"
-        if index == len(nb.cells) - 1:
+        if COLLECT_TAG in cell.get("metadata", {}).get("tags", []):
             return f"the grader's final cell failed: {what}"
         where = f"cell [{cell.execution_count}]" if cell.get("execution_count") else "a cell"
         return f"{where} raised {what}"
@@ -112,13 +115,6 @@ def _stop(grader_dir: Path) -> None:
         _save_executed(grader_dir)
     finally:
         os._exit(3)
-
-
-def _forget_cwd_on_path() -> None:
-    # `python -m` put our cwd first on sys.path, and the notebook's code can write files
-    # there: drop it so a planted .py cannot shadow a module this process imports later.
-    if sys.path and sys.path[0] == os.getcwd():
-        sys.path.pop(0)
 
 
 if __name__ == "__main__":

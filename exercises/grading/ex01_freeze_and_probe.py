@@ -19,7 +19,7 @@ PREDICT_SET = dict(split="val", per_class=4, image_size=IMAGE_SIZE, seed=0, view
 def collect(ns):
     # Runs in the student's kernel; only this function's source is shipped there.
     import torch
-    from course_utils.data import load_dataset
+    from course_utils.datasets import load_dataset
 
     def trainable():
         return [[name, int(p.numel())] for name, p in ns["model"].named_parameters() if p.requires_grad]
@@ -65,7 +65,7 @@ def _embed(key, data):
 
 def _heldout():
     """Renders of the test objects other than the canonical view the notebook has (12 per group)."""
-    from course_utils.data import load_dataset
+    from course_utils.datasets import load_dataset
     data = load_dataset("objects", "test", per_class=12, image_size=IMAGE_SIZE, seed=0, views=3)
     return data.subset(data.meta["view"] != 0)
 
@@ -90,7 +90,7 @@ def _predict(w, b, feats):
 # ---- checks -----------------------------------------------------------------------------------
 
 def check_q1_frozen_model(answers):
-    from course_utils.finetune import replace_head
+    from course_utils.layers import replace_head
     bb = _backbone()
     children = answers["children"]
     assert list(children) == ["features", "head"], \
@@ -118,7 +118,7 @@ def check_q2_probe_head(answers):
 
 
 def check_q3_predict(answers):
-    from course_utils.data import load_dataset
+    from course_utils.datasets import load_dataset
     w, b = _head(answers)
     names = answers["predictions"]
     data = load_dataset("objects", **PREDICT_SET)

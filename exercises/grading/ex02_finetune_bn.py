@@ -102,7 +102,7 @@ def check_q1_param_groups(answers):
     assert set(every) == set(trainable), \
         f"the groups do not cover exactly the trainable parameters ({len(set(trainable) - set(every))} trainable " \
         f"left out, {len(set(every) - set(trainable))} frozen included)"
-    from course_utils.finetune import replace_head
+    from course_utils.layers import replace_head
     all_names = [n for n, _ in replace_head(_backbone(), NUM_CLASSES).named_parameters()]
     assert set(trainable) == set(all_names), \
         f"{len(set(all_names) - set(trainable))} parameter tensors are frozen: the whole model should train"
@@ -139,8 +139,8 @@ def check_q2_bn_frozen(answers):
 def check_q3_accuracy(answers):
     import torch
 
-    from course_utils.data import load_dataset
-    from course_utils.finetune import replace_head
+    from course_utils.datasets import load_dataset
+    from course_utils.layers import replace_head
     from course_utils.train import evaluate
     state = _state(answers)
     _assert_fine_tuned(state)

@@ -24,7 +24,7 @@ def collect(ns):
     # Runs in the student's kernel; only this function's source is shipped there.
     import numpy as np
     import torch
-    from course_utils.data import load_dataset, load_photos
+    from course_utils import load_dataset, load_photos
 
     cases = [("chelsea", None, 224), ("coffee", None, 224), ("astronaut", None, 224), ("rocket", None, 224),
              ("motorcycle", None, 160), ("china", None, 160), ("flower", None, 96),
@@ -110,7 +110,7 @@ def check_q1_preprocess(answers):
     import torch
 
     from course_utils.backbones import make_preprocess
-    from course_utils.data import load_photos
+    from course_utils.datafiles import load_photos
     got = answers["preprocessed"]
     assert isinstance(got, dict), "preprocess outputs missing"
     assert "forbidden" not in got, \
@@ -135,7 +135,7 @@ def check_q1_preprocess(answers):
 
 
 def check_q2_classify(answers):
-    from course_utils.photos import PHOTOS
+    from course_utils.datafiles import PHOTOS
     got = answers["classified"]
     names, predicted = list(got["names"]), list(got["predicted"])
     assert len(predicted) == len(names), f"classify returned {len(predicted)} names for {len(names)} images"

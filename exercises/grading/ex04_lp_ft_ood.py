@@ -51,7 +51,7 @@ def _sets():
     if "sets" not in _CACHE:
         import torch.nn.functional as F
 
-        from course_utils.data import load_dataset
+        from course_utils.datasets import load_dataset
         id_test = load_dataset("mnist", "test", per_class=30, image_size=IMAGE_SIZE, seed=0)
         d = load_dataset("digits", "test", per_class=35, image_size=8, seed=0)
         ood_x = F.interpolate(F.pad(d.x, (1, 1, 1, 1)), size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
@@ -83,7 +83,7 @@ def _evaluate(key, answers):
         return _CACHE[key]
     import torch
 
-    from course_utils.finetune import replace_head
+    from course_utils.layers import replace_head
     from course_utils.grading.toolkit import submitted_state
     tensors = submitted_state(answers[key], NUM_CLASSES, IMAGE_SIZE, label=key)
     model = replace_head(_backbone(), NUM_CLASSES)

@@ -196,8 +196,9 @@ def _per_case(answers, key):
 
 
 def _where(case):
-    return (f"Linear({case['d_in']}, {case['d_out']}{'' if case['bias'] else ', bias=False'}), "
-            f"r={case['r']}, alpha={case['alpha']:g}")
+    # Which grader layer, without its sizes, r or alpha: those are the hidden inputs.
+    return (f"grader layer {CASES.index(case) + 1} of {len(CASES)} "
+            f"({'with' if case['bias'] else 'without'} bias, alpha / r != 1)")
 
 
 def _max_diff(a, b):
@@ -213,7 +214,7 @@ def _close(a, b):
 
 def _heldout():
     if "heldout" not in _CACHE:
-        from course_utils.data import load_dataset
+        from course_utils.datasets import load_dataset
         from course_utils.features import embed
         from course_utils.grading.toolkit import check_backbone
         bb = check_backbone(IMAGE_SIZE)

@@ -87,7 +87,7 @@ def _measured():
     if "measured" not in _CACHE:
         import torch
 
-        from course_utils.data import load_dataset
+        from course_utils.datasets import load_dataset
         from course_utils.features import embed, linear_probe
         from course_utils.grading.toolkit import check_backbone
         from course_utils.probing import StageConcat, group_names, group_widths
@@ -136,7 +136,8 @@ def check_q2_verdict_rule(answers):
     got = answers["rule"]
     assert isinstance(got, list) and len(got) == len(RULE_CASES), "transfer_verdict returned an unexpected result"
     wrong = [(case, g) for case, g in zip(RULE_CASES, got) if not any(_same(g, a) for a in _accepted(*case))]
-    detail = "; ".join(f"transfer_verdict{case} gave {g!r}, expected {_reference_rule(*case)[0]!r}"
+    # The cases are hidden inputs: name the kind of mistake, not the case's numbers.
+    detail = "; ".join(f"gave {g!r} where the rule gives {_reference_rule(*case)[0]!r}"
                        for case, g in wrong[:2])
     return not wrong, (f"{len(RULE_CASES) - len(wrong)}/{len(RULE_CASES)} (pixel, probe, n) cases right "
                        f"(True / False / \"tie\" against sqrt(a(1-a)/n + b(1-b)/n))" + (f": {detail}" if wrong else ""))

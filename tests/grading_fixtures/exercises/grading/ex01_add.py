@@ -21,9 +21,12 @@ def check_q1_add(answers):
     got = answers["add_pairs"]
     expected = [3, 0, 2.75, 1000001]
     assert len(got) == len(expected), f"add: expected {len(expected)} results, got {len(got)}"
-    for (value, want) in zip(got, expected):
+    for value in got:
         assert isinstance(value, (int, float)), f"add returned a {type(value).__name__}, not a number"
-        assert abs(value - want) < 1e-9, f"add gave {value} where {want} was expected"
+    # Say what was measured, not the grader's inputs or expected values.
+    errors = [abs(value - want) for value, want in zip(got, expected)]
+    wrong = sum(e >= 1e-9 for e in errors)
+    assert not wrong, f"add is wrong on {wrong} of {len(expected)} grader pairs of numbers"
     arrays = np.asarray(answers["add_arrays"], dtype=float)
     if not np.allclose(arrays, np.arange(4.0) + 0.5):
         return False, "add does not work element-wise on arrays"

@@ -1,5 +1,5 @@
-"""Verbs for fine-tuning: freeze, unfreeze, freeze_to, set_bn_eval, param_groups, layerwise_lr_groups,
-replace_head, unfreeze_schedule.
+"""Which layers train, the verbs for fine-tuning: freeze, unfreeze, freeze_to, set_bn_eval, param_groups,
+layerwise_lr_groups, replace_head, unfreeze_schedule, and parameter counts.
 
 Each is a few lines on purpose: they *are* the method the course teaches.
 """
@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -58,7 +58,7 @@ def set_bn_eval(module: nn.Module) -> nn.Module:
     otherwise keep re-estimating ImageNet statistics from small target batches.
     """
     for m in module.modules():
-        if isinstance(m, _BN_TYPES):
+        if isinstance(m, BN_TYPES):
             m.eval()
     return module
 

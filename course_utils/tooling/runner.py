@@ -3,8 +3,9 @@
 ``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
 ``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
 if any notebook failed. ``course colab [--repo URL]`` rewrites the Colab badge and setup cell of
-the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/colab.py).
-``course results`` runs the benchmarks and writes docs/RESULTS.md (see course_utils/results.py).
+the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/tooling/colab.py).
+``course results`` runs the benchmarks and writes docs/RESULTS.md (see course_utils/tooling/results.py).
+``course site`` builds the course website in out/site/ from the executed notebooks (see course_utils/tooling/site.py).
 """
 from __future__ import annotations
 
@@ -15,13 +16,32 @@ import sys
 import time
 from pathlib import Path
 
-from course_utils import results as results_page
+from course_utils.tooling import results as results_page
+from course_utils.tooling import site as site_page
 from course_utils.config import repo_root
 
 
 def find_notebooks(folder: Path, only: str | None = None) -> list[Path]:
     notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     return [p for p in notebooks if only is None or only in p.name]
+
+
+def kernel_config():
+    """Settings for the kernel papermill starts: its channels encrypted with CurveZMQ.
+
+    ipykernel (>= 7) warns at every start whose channels are plain TCP ("Kernel is running over
+    TCP without encryption ..."), one warning block per notebook in `course run`. The fix is the
+    one the warning names: the kernel manager provisions CurveZMQ keys ('auto' does so when the
+    kernelspec declares support, as ipykernel's does). Where jupyter_client or pyzmq cannot do
+    that, nothing is configured and the kernel runs as before (the warning then stays).
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if not (zmq.has("curve") and KernelManager.class_traits().get("transport_encryption")):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
 def run_notebook(path: Path, out_dir: Path, fast: bool, timeout: int) -> dict:
@@ -32,7 +52,8 @@ def run_notebook(path: Path, out_dir: Path, fast: bool, timeout: int) -> dict:
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(path), str(out_path), parameters={"FAST": fast}, kernel_name="python3",
-                            cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+                            cwd=str(path.parent), progress_bar=False, execution_timeout=timeout,
+                            config=kernel_config())
         status, detail = "ok", ""
     except Exception as err:  # papermill wraps cell errors; keep the first line for the summary
         status, detail = "failed", f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
@@ -111,11 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     colab = sub.add_parser("colab", help="write the Open-in-Colab badge and setup cell into every notebook and exercise")
     colab.add_argument("--repo", help="the course's GitHub URL; stored in pyproject.toml first")
     results_page.add_parser(sub)
+    site_page.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "site":
+        return site_page.main(args)
     if args.command == "results":
         return results_page.main(args)
     if args.command == "colab":
-        from course_utils import colab
+        from course_utils.tooling import colab
         return colab.main(args.repo)
     if args.command == "hide-prose":
         for nb in args.notebooks:

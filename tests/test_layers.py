@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from course_utils.checks import assert_bn_eval, assert_frozen, assert_trainable
-from course_utils.finetune import (count_trainable, freeze, freeze_to, layer_groups, layerwise_lr_groups, param_groups,
+from course_utils.layers import (count_trainable, freeze, freeze_to, layer_groups, layerwise_lr_groups, param_groups,
                                    replace_head, set_bn_eval, unfreeze, unfreeze_schedule)
 
 

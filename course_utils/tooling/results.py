@@ -1,10 +1,12 @@
 """docs/RESULTS.md, generated from a run: never typed in.
 
 ``course results`` runs the four benchmark scripts (``course_runtime.py`` executes every
-notebook at FAST and at full settings and keeps the executed copies), records the machine, and
-writes the page: the outputs of every notebook cell tagged ``result`` (figures saved next to the
-page, Markdown and printed text as they came out), then each benchmark's table. It also rewrites
-the **Runtime** line of every notebook's first cell from the measured times.
+notebook at FAST and at full settings and keeps the executed copies) and writes the page: the
+outputs of every notebook cell tagged ``result`` (figures saved next to the page, Markdown and
+printed text as they came out), then each benchmark's table. Each benchmark's output is stored
+as ``benchmarks/<name>.json`` together with the machine and the date it ran on, and the page
+states them per section: a partial rerun must not stamp the sections it did not rerun with its
+own date. It also rewrites the **Runtime** line of every notebook's first cell from the measured times.
 ``course results --render-only --run DIR`` rewrites the page from an earlier run;
 ``course results --only backbone_throughput`` reruns one benchmark and rewrites the page.
 """
@@ -38,27 +40,48 @@ BENCHMARKS = {
 
 def run_all(run_dir: Path, only: list[str] | None = None) -> None:
     """Execute the benchmarks (or ``only`` these) one after another: they time things, so never
-    in parallel. Outputs of benchmarks not rerun stay from the earlier run."""
+    in parallel. Outputs of benchmarks not rerun stay from the earlier run, with their own
+    machine and date."""
     unknown = sorted(set(only or []) - set(BENCHMARKS))
     if unknown:
         raise SystemExit(f"course results: unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
     bench_dir = run_dir / "benchmarks"
     bench_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "machine.json").write_text(json.dumps(machine(), indent=2))
     for name, extra in BENCHMARKS.items():
         if only and name not in only:
             continue
-        args = ["--keep", str(run_dir / "course")] if name == "course_runtime" else []
-        cmd = [sys.executable, str(repo_root() / "benchmarks" / f"{name}.py"), *args, *extra]
         print(f"course results: {name} ...", flush=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-        (bench_dir / f"{name}.txt").write_text(proc.stdout)
-        print(proc.stdout, end="", flush=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"course results: benchmarks/{name}.py failed (exit {proc.returncode}); "
+        record = run_benchmark(name, extra, run_dir)
+        (bench_dir / f"{name}.json").write_text(json.dumps(record, indent=2))
+        (bench_dir / f"{name}.txt").unlink(missing_ok=True)  # an older run's output must not be read instead
+        print(record["output"], end="", flush=True)
+        if record["exit"] != 0:
+            raise SystemExit(f"course results: benchmarks/{name}.py failed (exit {record['exit']}); "
                              "its output is above. Fix it and run `course results` again.")
-        print(f"course results: {name} took {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"course results: {name} took {record['seconds']:.0f} s", flush=True)
+
+
+def run_benchmark(name: str, extra: list[str], run_dir: Path) -> dict:
+    """Run one script; return its output with the machine and date it ran on and its exit code."""
+    keep = ["--keep", str(run_dir / "course")] if name == "course_runtime" else []
+    cmd = [sys.executable, str(repo_root() / "benchmarks" / f"{name}.py"), *keep, *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    # the arguments are kept without the run folder: it is a path on this machine only
+    return {"benchmark": name, "args": extra, "exit": proc.returncode,
+            "seconds": round(time.perf_counter() - start, 1), "machine": machine(), "output": proc.stdout}
+
+
+def load_benchmark(bench_dir: Path, name: str) -> dict | None:
+    """A benchmark's stored record; a bare ``<name>.txt`` from before per-section metadata has no
+    machine or date (``machine`` None). None when the benchmark never ran."""
+    path = bench_dir / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    legacy = bench_dir / f"{name}.txt"
+    if legacy.exists():
+        return {"benchmark": name, "exit": 0, "machine": None, "output": legacy.read_text()}
+    return None
 
 
 def machine() -> dict:
@@ -90,17 +113,20 @@ def render(run_dir: Path, page: Path) -> Path:
     figures.mkdir(parents=True, exist_ok=True)
     for old in figures.glob("*.png"):  # figures of an earlier run must not linger
         old.unlink()
-    lines = _header(run_dir)
+    records = {name: load_benchmark(run_dir / "benchmarks", name) for name in BENCHMARKS}
+    lines = _header(records)
+    stamp = _stamp(records["course_runtime"])  # the notebooks ran inside course_runtime.py
     for path in executed:
-        lines += _notebook_section(path, figures, page.parent)
-    lines += _benchmark_section(run_dir / "benchmarks")
+        lines += _notebook_section(path, figures, page.parent, stamp)
+    lines += _benchmark_section(records)
     page.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return page
 
 
-def _header(run_dir: Path) -> list[str]:
-    info = json.loads((run_dir / "machine.json").read_text())
-    gpu = info.get("gpu") or "none (CPU only)"
+def _header(records: dict[str, dict | None]) -> list[str]:
+    machines = [r["machine"] for r in records.values() if r and r.get("machine")]
+    gpus = sorted({m["gpu"] for m in machines if m.get("gpu")})
+    hardware = f"GPU: {', '.join(gpus)}" if gpus else "CPU only: no section on this page ran on a GPU"
     return [
         "# Results",
         "",
@@ -108,16 +134,34 @@ def _header(run_dir: Path) -> list[str]:
         "every script in `benchmarks/`; do not edit by hand. Each section below is the output of the",
         "notebook cells tagged `result`, exactly as the run produced them.",
         "",
-        f"- run on {info['date']}: {info['cpu']}, {info['cores']} cores, GPU: {gpu}",
-        f"- {info['platform']}, Python {info['python']}, torch {info['torch']}",
+        "Every section names the machine and the date it ran on: `course results --only NAME` reruns",
+        "one benchmark and re-dates its section only. The notebook sections come from the run of",
+        "`benchmarks/course_runtime.py`.",
+        "",
+        f"- {hardware}",
+        *[f"- {desc}" for desc in dict.fromkeys(_machine_text(m) for m in machines)],
         "",
     ]
 
 
-def _notebook_section(path: Path, figures: Path, page_dir: Path) -> list[str]:
+def _machine_text(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, GPU: {m.get('gpu') or 'none (CPU only)'}; "
+            f"{m['platform']}, Python {m['python']}, torch {m['torch']}")
+
+
+def _stamp(record: dict | None) -> str:
+    """One italic line under a section heading: where and when its numbers were measured."""
+    if record is None:
+        return "_Not run yet._"
+    if not record.get("machine"):
+        return "_Machine and date not recorded: output from a run before per-section metadata._"
+    return f"_Run on {record['machine']['date']}: {_machine_text(record['machine'])}._"
+
+
+def _notebook_section(path: Path, figures: Path, page_dir: Path, stamp: str) -> list[str]:
     nb = nbformat.read(path, as_version=4)
     title = _title(nb) or path.stem
-    lines = [f"## {title}", "", f"From [`notebooks/{path.name}`](../notebooks/{path.name}).", ""]
+    lines = [f"## {title}", "", f"From [`notebooks/{path.name}`](../notebooks/{path.name}). {stamp}", ""]
     heading, shown = None, None
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("##"):
@@ -164,15 +208,17 @@ def _output_lines(output, figures: Path, stem: str, page_dir: Path) -> list[str]
     return []
 
 
-def _benchmark_section(bench_dir: Path) -> list[str]:
+def _benchmark_section(records: dict[str, dict | None]) -> list[str]:
     lines = ["## Benchmarks", "",
              "Each script's full output; its last line is the headline figure. Targets are in each",
              "script's docstring.", ""]
-    for name in BENCHMARKS:
-        path = bench_dir / f"{name}.txt"
-        text = path.read_text().strip() if path.exists() else "(not run)"
+    for name, record in records.items():
+        text = record["output"].strip() if record else "(not run)"
         headline = text.splitlines()[-1] if text else ""
-        lines += [f"### `benchmarks/{name}.py` — {headline}", "", "```text", text, "```", ""]
+        if record and record.get("exit"):
+            headline = f"FAILED (exit {record['exit']})"
+        lines += [f"### `benchmarks/{name}.py` — {headline}", "", _stamp(record), "",
+                  "```text", text, "```", ""]
     return lines
 
 
@@ -186,7 +232,9 @@ def update_runtimes(run_dir: Path, notebooks_dir: Path) -> list[str]:
             return []
         seconds[mode] = {r["notebook"]: r["seconds"] for r in json.loads(summary.read_text())["notebooks"]
                          if r["status"] == "ok"}
-    info = json.loads((run_dir / "machine.json").read_text())
+    info = _runtime_machine(run_dir)
+    if info is None:
+        return []
     changed = []
     for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
         if path.name not in seconds["fast"] or path.name not in seconds["full"]:
@@ -202,6 +250,16 @@ def update_runtimes(run_dir: Path, notebooks_dir: Path) -> list[str]:
             nbformat.write(nb, path)
             changed.append(path.name)
     return changed
+
+
+def _runtime_machine(run_dir: Path) -> dict | None:
+    """Machine and date of the course_runtime run; a run's ``machine.json`` from before
+    per-section metadata is the fallback."""
+    record = load_benchmark(run_dir / "benchmarks", "course_runtime")
+    if record and record.get("machine"):
+        return record["machine"]
+    legacy = run_dir / "machine.json"
+    return json.loads(legacy.read_text()) if legacy.exists() else None
 
 
 def _duration(seconds: float) -> str:

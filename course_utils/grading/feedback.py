@@ -1,0 +1,147 @@
+"""``OUT_DIR/feedback/STUDENT_ID.md``: what one graded student may read, in plain language.
+
+Written by the grading client (also under ``--scheduler``) for every row of grades.csv: points
+per question and in total, the check's one-line message, and for a question that did not pass a
+hint from the exercise's release notebook (guide.py). The messages of hidden checks are written
+for students; what is NOT theirs to see is filtered here: errors raised inside a hidden check
+(their text can quote hidden inputs), log tails, tracebacks, file paths, and any line of the
+hidden tests' source.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from course_utils.grading.guide import Guide
+
+SELF_CHECK = "course-grade check YOUR_NOTEBOOK.ipynb"
+_GRADER_SIDE = ("check raised", "check process crashed", "hidden tests failed to import",
+                "answers could not be read", "check returned", "grader internal error",
+                "grader worker failed")
+_FINAL_CELL = "the grader's final cell failed"
+_PATH = re.compile(r"(?:<tmp>|~)?(?:/[\w.@+-]+){2,}/?")
+_LEAK_MARKS = ("Traceback", 'File "', "hidden_tests", "check.log", "course_grade_hidden")
+_NOTEBOOK_STATUS = {
+    "ok": "Your notebook ran from top to bottom, and each question was checked.",
+    "error": "Your notebook stopped with an error, so the grader could not check your answers.",
+    "timeout": "Your notebook did not finish in time, so the grader could not check your answers.",
+    "invalid": "The file you handed in could not be opened as a notebook, so nothing was run.",
+}
+_RESULT = {"ok": "passed", "failed": "not passed", "error": "could not be checked",
+           "timeout": "not checked (time limit)", "invalid": "not checked (unreadable file)"}
+
+
+def write_all(out_dir: Path, guide: Guide, outcomes, hidden_source: str, settings) -> Path:
+    """Write one feedback file per outcome into OUT_DIR/feedback/ (old files removed)."""
+    folder = Path(out_dir) / "feedback"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.md"):
+        old.unlink()
+    secrets = hidden_lines(hidden_source)
+    for outcome in outcomes:
+        text = render(guide, outcome, secrets, settings.timeout)
+        write_atomic(folder / f"{outcome.student}.md", text)
+    return folder
+
+
+def hidden_lines(hidden_source: str, min_len: int = 12) -> list[str]:
+    """The hidden tests' lines long enough to recognise (a traceback quotes them)."""
+    return sorted({line.strip() for line in hidden_source.splitlines()
+                   if len(line.strip()) >= min_len})
+
+
+def render(guide: Guide, outcome, secrets: list[str], limit: float) -> str:
+    """The whole Markdown text for one student."""
+    results = outcome.results
+    got = sum(guide.questions[q].points for q, (s, _) in results.items() if s == "ok")
+    parts = [_header(guide, outcome, got), _table(guide, results)]
+    if outcome.status != "ok":
+        parts.append(_notebook_problem(outcome, secrets, limit))
+    parts += [_question(guide.questions[q], s, d, secrets, outcome.status)
+              for q, (s, d) in results.items()]
+    parts.append(_footer(outcome.status, got, guide.max_points))
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _header(guide: Guide, outcome, got: float) -> str:
+    title = f"# Feedback on {guide.exercise}" + (f": {guide.title}" if guide.title else "")
+    return (f"{title}\n\nStudent: {outcome.student}\n\n"
+            f"**Total: {got:g} of {guide.max_points:g} points.** "
+            f"{_NOTEBOOK_STATUS.get(outcome.status, '')}")
+
+
+def _table(guide: Guide, results: dict) -> str:
+    rows = ["| question | points | result |", "|---|---|---|"]
+    for q, (status, _) in results.items():
+        info = guide.questions[q]
+        points = info.points if status == "ok" else 0
+        rows.append(f"| {info.label} | {points:g} / {info.points:g} | {_RESULT.get(status, status)} |")
+    return "\n".join(rows)
+
+
+def _notebook_problem(outcome, secrets: list[str], limit: float) -> str:
+    detail = next(iter(outcome.results.values()), ("", ""))[1]
+    if outcome.status == "timeout":
+        what = (f"The grader stops a notebook after {limit:g} seconds (kernel start included); "
+                "yours was still running. Look for a loop that never ends, or training that is "
+                "far longer than the exercise asks for with FAST = True.")
+    elif outcome.status == "invalid":
+        what = (f"What was wrong with the file: {student_text(detail, secrets)}. Save the notebook "
+                "from Jupyter (File > Save) and hand in the .ipynb file itself.")
+    else:
+        what = (f"What went wrong: {student_text(detail, secrets)}. Run *Restart kernel and run "
+                "all cells* and fix the first cell that fails.")
+    return f"## What happened\n\n{what}"
+
+
+def _question(info, status: str, detail: str, secrets: list[str], notebook: str) -> str:
+    points = info.points if status == "ok" else 0
+    head = f"## {info.label} ({points:g} of {info.points:g} points): {_RESULT.get(status, status)}"
+    lines = [head]
+    if info.description:
+        lines.append(f"What you hand in: {info.description}")
+    if notebook == "ok":
+        lines.append(f"What the grader found: {student_text(detail, secrets)}")
+    if status != "ok" and info.hint:
+        lines.append(f"Hint: {info.hint}")
+    return "\n\n".join(lines)
+
+
+def _footer(status: str, got: float, total: float) -> str:
+    if status == "ok" and got == total:
+        return "Well done: every question passed."
+    return (f"Before you hand in next time, run `{SELF_CHECK}`: it runs your notebook the way "
+            "the grader does and lists the questions it will check (docs/GRADING.md).")
+
+
+def student_text(detail: str, secrets: list[str]) -> str:
+    """A check's or the runner's message as a student may read it."""
+    text = " ".join(str(detail or "").split())
+    if text.startswith("check did not finish within"):
+        return (f"checking this answer took too long ({text[len('check ') :]}): does your code "
+                "loop forever, or run very slowly, on new inputs?")
+    if text.startswith(_FINAL_CELL):
+        return ("your notebook ran, but the grader could not read your answers from it: does the "
+                "notebook replace Python built-ins, or delete the names the exercise asks for?")
+    if not text or text.startswith(_GRADER_SIDE) or _leaks(text, secrets):
+        return ("the grader could not check this answer because of an unexpected error on its "
+                "side; your instructor has the details")
+    return _PATH.sub("<file>", text)
+
+
+def _leaks(text: str, secrets: list[str]) -> bool:
+    return any(mark in text for mark in _LEAK_MARKS) or any(s in text for s in secrets)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
