@@ -67,11 +67,18 @@ def cached_embeddings(backbone, data, *, normalize: bool = True, batch_size: int
     prep = {"normalize": normalize, "mean": backbone.mean, "std": backbone.std, "size": tuple(x.shape[1:])}
     key = fingerprint(backbone.name, module_fingerprint(backbone.features), x, prep)
     path = Path(directory or cache_dir() / "embeddings") / f"{backbone.name}-{key}.pt"
-    cached = _load_cache(path, expected_rows=len(x))
+    return cached_rows(path, len(x), lambda: embed(backbone.features, x, batch_size, device,
+                                                   backbone.normalize if normalize else None))
+
+
+def cached_rows(path: Path, rows: int, compute) -> torch.Tensor:
+    """``compute()`` (a tensor with ``rows`` rows) once, then read back from ``path``; a corrupt or
+    mismatched file is rebuilt. The caller's file name is the cache key."""
+    cached = _load_cache(path, expected_rows=rows)
     if cached is not None:
         return cached
-    feats = embed(backbone.features, x, batch_size, device, backbone.normalize if normalize else None)
-    atomic_write(path, lambda tmp: torch.save({"features": feats, "rows": len(x), "key": key}, tmp))
+    feats = compute()
+    atomic_write(path, lambda tmp: torch.save({"features": feats, "rows": rows}, tmp))
     return feats
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import os
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from torch import nn
 from course_utils import datafiles
 from course_utils.config import cache_dir, data_dir
 from course_utils.datasets import SPLITS, fixed_split, pick
+from course_utils.features import cached_rows, fingerprint
 from course_utils.layers import freeze
 from course_utils.repro import get_device
 
@@ -190,19 +190,10 @@ def load_text_encoder(device=None, max_length: int = 128) -> TextEncoder:
 
 def cached_sentence_embeddings(encoder: TextEncoder, data: TextSet, **embed_options) -> torch.Tensor:
     """``encoder.embed(data.texts, **embed_options)``, computed once and kept in ``cache_dir()``."""
-    key = hashlib.sha256(repr((encoder.name, datafiles.FILES[_MODEL_FILE]["sha256"], sorted(embed_options.items()),
-                               "\n".join(data.texts))).encode()).hexdigest()[:24]
-    path = cache_dir() / "text" / f"{key}.pt"
-    if path.is_file():
-        try:
-            z = torch.load(path, weights_only=True)
-            if z.shape == (len(data), encoder.dim):
-                return z
-        except Exception:  # truncated or foreign file: rebuild it
-            pass
-    z = encoder.embed(data.texts, **embed_options)
-    datafiles.atomic_write(path, lambda tmp: torch.save(z, tmp))
-    return z
+    key = fingerprint(encoder.name, datafiles.FILES[_MODEL_FILE]["sha256"], sorted(embed_options.items()),
+                      data.texts)
+    return cached_rows(cache_dir() / "text" / f"{key}.pt", len(data),
+                       lambda: encoder.embed(data.texts, **embed_options))
 
 
 def sentence_table(data: TextSet, rows=None) -> "list[dict]":

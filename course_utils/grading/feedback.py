@@ -9,11 +9,10 @@ hidden tests' source.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from course_utils.datafiles import atomic_write
 from course_utils.grading.guide import Guide
 
 SELF_CHECK = "course-grade check YOUR_NOTEBOOK.ipynb"
@@ -42,7 +41,8 @@ def write_all(out_dir: Path, guide: Guide, outcomes, hidden_source: str, setting
     secrets = hidden_lines(hidden_source)
     for outcome in outcomes:
         text = render(guide, outcome, secrets, settings.timeout)
-        write_atomic(folder / f"{outcome.student}.md", text)
+        atomic_write(folder / f"{outcome.student}.md",
+                     lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
     return folder
 
 
@@ -133,15 +133,3 @@ def student_text(detail: str, secrets: list[str]) -> str:
 
 def _leaks(text: str, secrets: list[str]) -> bool:
     return any(mark in text for mark in _LEAK_MARKS) or any(s in text for s in secrets)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -163,14 +163,15 @@ def contents(pages: dict[str, Path]) -> str:
     return text
 
 
-def stage(root: Path, out: Path, src: Path) -> dict[str, Path]:
+def stage(root: Path, out: Path, src: Path, mode: str) -> dict[str, Path]:
     """Write the Sphinx sources to ``src``; returns the staged pages."""
     pages, github = page_sources(root, out), github_url(root)
+    staged = set(pages)
     shutil.rmtree(src, ignore_errors=True)
     for staged_as, source in pages.items():
         dest = src / staged_as
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fix = lambda text, at=staged_as: rewrite_links(text, at, set(pages), root, github)  # noqa: E731
+        fix = lambda text, at=staged_as: rewrite_links(text, at, staged, root, github)  # noqa: E731
         if dest.suffix == ".ipynb":
             stage_notebook(source, dest, fix, executed=source.parent == out / "notebooks")
         elif dest.suffix == ".md":
@@ -178,7 +179,7 @@ def stage(root: Path, out: Path, src: Path) -> dict[str, Path]:
         else:
             shutil.copy2(source, dest)
     title = next((l[2:].strip() for l in (root / "README.md").read_text().splitlines() if l.startswith("# ")), "Course")
-    banner = f"This site shows the notebooks with {run_mode(out)}."
+    banner = f"This site shows the notebooks with {mode}."
     (src / "conf.py").write_text(CONF.format(title=title, banner=banner, repo=github))
     return pages
 
@@ -193,7 +194,8 @@ def build_site(root: Path | None = None, out: Path | None = None, site: Path | N
     start = time.perf_counter()
     ensure_executed(out)
     work = site.parent / "site-build"  # sources, doctrees and myst-nb's jupyter_execute/ beside html/
-    pages = stage(root, out, work / "src")
+    mode = run_mode(out)
+    pages = stage(root, out, work / "src", mode)
     shutil.rmtree(work / "html", ignore_errors=True)
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(work / "doctrees"),
                str(work / "src"), str(work / "html")]
@@ -206,7 +208,7 @@ def build_site(root: Path | None = None, out: Path | None = None, site: Path | N
     shutil.move(work / "html", site)
     return {"site": site, "pages": sum(p.endswith((".md", ".ipynb")) for p in pages),
             "figures": len(list((site / "_images").glob("*"))), "warnings": warnings,
-            "mode": run_mode(out), "seconds": time.perf_counter() - start}
+            "mode": mode, "seconds": time.perf_counter() - start}
 
 
 def add_parser(sub) -> None:
