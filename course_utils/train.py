@@ -102,6 +102,16 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
     return history
 
 
+def score_epoch(history: History, model: nn.Module, epoch: int, val_data, device=None, transform=None) -> dict | None:
+    """Record validation accuracy after ``epoch``; returns a copy of the weights when it is the best so far
+    (for loops that keep the best epoch on validation, e.g. distillation and DANN), else None."""
+    history.val_acc.append(evaluate(model, val_data, device=device, transform=transform))
+    if history.val_acc[-1] >= max(history.val_acc):
+        history.best_epoch = epoch
+        return copy.deepcopy(model.state_dict())
+    return None
+
+
 def train_epoch(model, loader, optimizer, device, transform, bn_eval) -> tuple[float, float]:
     model.train()
     if bn_eval:

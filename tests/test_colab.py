@@ -21,11 +21,13 @@ from course_utils.grading.release import release_text, run_release
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises" / "source").glob("*.ipynb"))
 RELEASES = sorted((ROOT / "exercises" / "release").glob("*.ipynb"))
 # every committed notebook that carries the cells, with the folder its badge opens: an exercise's
 # badge (source and release alike) opens the release, the notebook students work on
-CARRIERS = ([(p, "notebooks") for p in NOTEBOOKS] + [(p, "exercises/release") for p in EXERCISES]
+CARRIERS = ([(p, "notebooks") for p in NOTEBOOKS] + [(p, "notebooks/solutions") for p in SOLUTIONS]
+            + [(p, "exercises/release") for p in EXERCISES]
             + [(p, "exercises/release") for p in RELEASES])
 URL = colab.repository_url(ROOT)
 SOURCE = colab.setup_cell_source(URL)
@@ -36,8 +38,8 @@ def _tags(cell):
 
 
 def test_course_colab_writes_every_course_notebook_and_exercise():
-    assert len(NOTEBOOKS) == 10 and len(EXERCISES) == 7
-    assert colab.targets(ROOT) == CARRIERS[:len(NOTEBOOKS) + len(EXERCISES)]
+    assert len(NOTEBOOKS) == 11 and len(SOLUTIONS) == len(NOTEBOOKS) and len(EXERCISES) == 7
+    assert colab.targets(ROOT) == CARRIERS[:len(NOTEBOOKS) + len(SOLUTIONS) + len(EXERCISES)]
     assert [p.name for p in RELEASES] == [p.name for p in EXERCISES]
 
 

@@ -7,6 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# the worked solutions follow the same rules for prose, outputs, parameters and choosing on validation
+WITH_SOLUTIONS = NOTEBOOKS + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _cells(path):
@@ -55,7 +57,7 @@ def test_transfer_note_has_five_fields(path):
         assert all(f"{field}=" in call for call in calls), f"transfer note lacks {field}="
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
 def test_prose_cells_are_collapsed(path):
     """Cells that render generated text keep their source collapsed (run `course hide-prose`)."""
     from course_utils.tooling.runner import is_prose_cell
@@ -66,7 +68,7 @@ def test_prose_cells_are_collapsed(path):
                 f"prose cell not collapsed: {_src(cell)[:60]!r} (run .venv/bin/course hide-prose notebooks/*.ipynb)"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
 def test_nothing_is_chosen_on_test(path):
     """The protocol: choices (argmax, best, idxmax) are made on validation data. A line that picks
     a best value must not mention a test set, so a selection on test cannot hide in plain sight."""
@@ -82,7 +84,7 @@ def test_nothing_is_chosen_on_test(path):
                 raise AssertionError(f"a choice reads the test set: {line.strip()!r}; choose on 'val'")
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
 def test_no_stale_outputs(path):
     """Only cells nbval checks keep outputs in git; everything else is produced by the run."""
     for cell in _cells(path):
@@ -90,7 +92,7 @@ def test_no_stale_outputs(path):
             assert not cell.get("outputs"), f"stale outputs in a cell starting {_src(cell)[:60]!r}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
 def test_papermill_reads_every_parameter(path, caplog):
     """papermill parses the parameters cell line by line; a comment with a second '=' hides
     that line's name from `papermill --help-notebook` and logs 'Unable to parse'."""

@@ -12,7 +12,9 @@ import pytest
 import course_utils
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "exercises" / "source").glob("*.ipynb"))
+NOTEBOOKS = (sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+             + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+             + sorted((ROOT / "exercises" / "source").glob("*.ipynb")))
 
 
 def test_every_exported_name_resolves_to_its_module():

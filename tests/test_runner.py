@@ -52,6 +52,25 @@ def test_run_reports_a_failing_notebook(tmp_path, monkeypatch):
     assert "broken on purpose" in summary["notebooks"][0]["detail"]
 
 
+def test_run_solutions_executes_the_solutions_folder_only(tmp_path, monkeypatch):
+    (tmp_path / "notebooks" / "solutions").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("FAST = False")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print('solved', FAST)")]
+    nbformat.write(nb, tmp_path / "notebooks" / "solutions" / "00_a_solutions.ipynb")
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise ValueError('a lesson')")])
+    nbformat.write(bad, tmp_path / "notebooks" / "00_a.ipynb")  # a lesson: not run with --solutions
+    monkeypatch.setattr(runner, "repo_root", lambda: tmp_path)
+    assert runner.main(["run", "--solutions", "--fast", "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "solutions_summary.json").read_text())
+    assert [r["notebook"] for r in summary["notebooks"]] == ["00_a_solutions.ipynb"]
+    ran = nbformat.read(tmp_path / "out" / "notebooks" / "solutions" / "00_a_solutions.ipynb", as_version=4)
+    assert "solved True" in ran.cells[-1].outputs[0]["text"]
+    assert not (tmp_path / "out" / "summary.json").exists()  # the lessons' summary is left alone
+
+
 def test_fast_flag_from_env(monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")
     assert is_fast()

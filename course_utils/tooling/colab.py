@@ -28,6 +28,7 @@ from course_utils.grading.spec import ExerciseError
 
 BRANCH = "main"  # the branch the badges open
 NOTEBOOKS = "notebooks"
+SOLUTIONS = "notebooks/solutions"  # one worked-solutions notebook per lesson
 EXERCISE_SOURCE = "exercises/source"  # instructors' notebooks, with solutions
 EXERCISE_RELEASE = "exercises/release"  # generated from them; the exercises' badges open these
 SETUP_TAG = "colab-setup"
@@ -85,10 +86,11 @@ def badge(notebook: str, url: str, folder: str = NOTEBOOKS) -> str:
 
 
 def targets(root: Path | None = None) -> list[tuple[Path, str]]:
-    """(notebook ``course colab`` writes, folder its badge opens): the course notebooks, then the
-    exercises' source notebooks, whose badges open their release copies."""
+    """(notebook ``course colab`` writes, folder its badge opens): the course notebooks, their worked
+    solutions, then the exercises' source notebooks, whose badges open their release copies."""
     root = root or repo_root()
     return ([(p, NOTEBOOKS) for p in sorted((root / NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))]
+            + [(p, SOLUTIONS) for p in sorted((root / SOLUTIONS).glob("[0-9][0-9]_*.ipynb"))]
             + [(p, EXERCISE_RELEASE) for p in sorted((root / EXERCISE_SOURCE).glob("*.ipynb"))])
 
 

@@ -2,7 +2,8 @@
 
 ``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
 ``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
-if any notebook failed. ``course colab [--repo URL]`` rewrites the Colab badge and setup cell of
+if any notebook failed; ``course run --solutions`` does the same for the worked solutions in
+``notebooks/solutions/`` (to ``DIR/notebooks/solutions/`` and ``DIR/solutions_summary.json``). ``course colab [--repo URL]`` rewrites the Colab badge and setup cell of
 the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/tooling/colab.py).
 ``course results`` runs the benchmarks and writes docs/RESULTS.md (see course_utils/tooling/results.py).
 ``course site`` builds the course website in out/site/ from the executed notebooks (see course_utils/tooling/site.py).
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, default=repo_root() / "out", help="where executed notebooks go")
     run.add_argument("--only", help="run only notebooks whose file name contains this text")
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")
+    run.add_argument("--solutions", action="store_true",
+                     help="execute the worked solutions (notebooks/solutions/) instead of the lessons")
     strip = sub.add_parser("strip", help="clear committed outputs except cells marked " + CHECK_MARK)
     strip.add_argument("notebooks", nargs="+", type=Path)
     strip.add_argument("--executed", type=Path, help="folder of executed copies to take checked outputs from")
@@ -151,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{nb}: kept outputs of {strip_outputs(nb, executed)} checked cell(s)")
         return 0
 
-    notebooks = find_notebooks(repo_root() / "notebooks", args.only)
+    folder = "notebooks/solutions" if args.solutions else "notebooks"
+    notebooks = find_notebooks(repo_root() / folder, args.only)
     if not notebooks:
-        print("course run: no notebooks found in notebooks/ (nothing to execute yet)")
+        print(f"course run: no notebooks found in {folder}/ (nothing to execute yet)")
         return 0
-    out_dir = args.out / "notebooks"
+    out_dir = args.out / folder
     out_dir.mkdir(parents=True, exist_ok=True)
     mode = "FAST" if args.fast else "full"
     print(f"course run: executing {len(notebooks)} notebook(s) in {mode} mode -> {out_dir}")
@@ -166,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {result['status']:>6}  {result['seconds']:7.1f} s  {path.name}  {result['detail']}", flush=True)
     total = sum(r["seconds"] for r in results)
     summary = {"mode": mode, "total_seconds": round(total, 1), "notebooks": results}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary_path = args.out / ("solutions_summary.json" if args.solutions else "summary.json")
+    summary_path.write_text(json.dumps(summary, indent=2))
     failed = [r for r in results if r["status"] != "ok"]
     print(f"course run: {len(results) - len(failed)} ok, {len(failed)} failed, {total:.0f} s in all; "
-          f"summary in {args.out / 'summary.json'}")
+          f"summary in {summary_path}")
     print("Open the course in JupyterLab with:  .venv/bin/jupyter lab notebooks/")
     return 1 if failed else 0
 

@@ -1,0 +1,97 @@
+"""Domain-adversarial training (DANN; Ganin & Lempitsky 2015, Ganin et al. 2016), written out.
+
+A domain classifier learns to tell source images from (unlabelled) target images by their features;
+a *gradient reversal* layer between it and the features flips the sign of its gradient, so the
+features are pushed to make the domains indistinguishable while the label head keeps them useful.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from course_utils.layers import set_bn_eval
+from course_utils.repro import get_device
+from course_utils.train import History, score_epoch
+
+
+class _Reverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, strength):
+        ctx.strength = strength
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.strength * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Identity forward; the gradient is multiplied by ``-strength`` on the way back."""
+    return _Reverse.apply(x, strength)
+
+
+def dann_strength(progress: float) -> float:
+    """Ganin et al.'s schedule 2 / (1 + exp(-10 p)) - 1: 0 at the start (the domain classifier is still
+    random, its gradient is noise), towards 1 at the end of training (p in [0, 1])."""
+    return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+
+
+def domain_classifier(feature_dim: int, hidden: int = 256) -> nn.Module:
+    """A small MLP: pooled features -> one logit, 'this image is from the target domain'."""
+    return nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def fit_dann(model: nn.Sequential, domain_head: nn.Module, source, target_x: torch.Tensor, epochs: int,
+             optimizer: torch.optim.Optimizer, *, weight: float = 1.0, val=None, transform=None,
+             bn_eval: bool = True, batch_size: int = 32, seed: int = 0, device=None) -> History:
+    """Train ``model`` (``features`` then ``head``) on labelled ``source`` and unlabelled ``target_x``.
+
+    Each step: cross-entropy on a source batch + ``weight`` x the domain loss on that batch and an
+    equally large target batch, through ``reverse_gradient`` with ``dann_strength``'s schedule.
+    ``optimizer`` must hold the domain head's parameters too. ``weight = 0`` is source-only training
+    with the same batches. With ``val`` (labelled *source* validation: target labels are not used) the
+    best epoch on it is kept.
+    """
+    device = device or get_device()
+    model.to(device), domain_head.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(source.y) / batch_size)
+    history, best, start = History(), None, time.perf_counter()
+    for epoch in range(epochs):
+        model.train(), domain_head.train()
+        if bn_eval:
+            set_bn_eval(model)
+        order = torch.randperm(len(source.y), generator=gen)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            tidx = torch.randint(len(target_x), (len(idx),), generator=gen)
+            xs, ys = source.x[idx].to(device), source.y[idx].to(device)
+            # source-only (weight 0) skips the target batch: same batches and steps, half the compute
+            both = torch.cat([xs, target_x[tidx].to(device)]) if weight else xs
+            feats = model.features(transform(both) if transform else both)
+            label_loss = F.cross_entropy(model.head(feats[:len(idx)]), ys)
+            loss = label_loss
+            if weight:
+                strength = dann_strength((epoch * steps_per_epoch + step) / (epochs * steps_per_epoch))
+                domain = torch.cat([torch.zeros(len(idx)), torch.ones(len(idx))]).to(device)
+                loss = loss + weight * F.binary_cross_entropy_with_logits(
+                    domain_head(reverse_gradient(feats, strength)).squeeze(1), domain)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += label_loss.item() * len(idx)
+        history.loss.append(total / len(source.y))
+        if val is not None:
+            best = score_epoch(history, model, epoch, val, device, transform) or best
+    if best is not None:
+        model.load_state_dict(best)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+__all__ = ["reverse_gradient", "dann_strength", "domain_classifier", "fit_dann"]
