@@ -40,6 +40,8 @@ def test_the_train_button_path_beats_chance_in_under_a_second(teacher):
     assert n >= 15 and taught.n_train == 30
     assert taught.accuracy > taught.chance + 2 * np.sqrt(taught.chance * (1 - taught.chance) / n)
     assert taught.seconds < 1.0  # the head alone: 100 Adam steps on 30 cached vectors
+    print(f"app path: {taught.n_train} training vectors, head trained in {taught.seconds * 1000:.0f} ms, "
+          f"held-out accuracy {taught.accuracy:.3f} on {n} images (chance {taught.chance:.3f})")
     rows = taught.rows()
     assert len(rows) == n and {r["class"] for r in rows} == set(taught.classes)
     assert sum(r["right"] for r in rows) == round(taught.accuracy * n)
