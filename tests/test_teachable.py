@@ -36,8 +36,9 @@ def test_the_train_button_path_beats_chance_in_under_a_second(teacher):
     app = ClassifierApp(teacher, classes=["objects: birds", "objects: fruit", "objects: vehicles"], per_class=10)
     taught = app.train_clicked()
     n = len(taught.held_out_y)
-    # held-out: other objects than the training ones; 3 classes, chance 1/3
-    assert n >= 15 and taught.n_train == 30
+    # held-out: other objects than the training ones; 3 classes, chance 1/3 (COURSE_FAST, as in the test
+    # command, shrinks the sets: a dozen held-out images, fewer training images per class)
+    assert n >= 9 and 3 * 4 <= taught.n_train <= 30
     assert taught.accuracy > taught.chance + 2 * np.sqrt(taught.chance * (1 - taught.chance) / n)
     assert taught.seconds < 1.0  # the head alone: 100 Adam steps on 30 cached vectors
     print(f"app path: {taught.n_train} training vectors, head trained in {taught.seconds * 1000:.0f} ms, "
