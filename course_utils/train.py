@@ -85,7 +85,7 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
     device = device or get_device()
     model.to(device)
     loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
-    history, start = History(), time.perf_counter()
+    history, best, start = History(), None, time.perf_counter()
     for epoch in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
         if on_epoch:
             on_epoch(epoch, model)
@@ -93,20 +93,19 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
         history.loss.append(loss)
         history.train_acc.append(acc)
         if val_data is not None:
-            history.val_acc.append(evaluate(model, val_data, device=device, transform=transform))
-            if restore_best and history.val_acc[-1] >= max(history.val_acc):
-                history.best_epoch, best = epoch, copy.deepcopy(model.state_dict())
+            best = score_epoch(history, model, epoch, val_data, device, transform, keep=restore_best) or best
     if restore_best:
         model.load_state_dict(best)
     history.seconds = time.perf_counter() - start
     return history
 
 
-def score_epoch(history: History, model: nn.Module, epoch: int, val_data, device=None, transform=None) -> dict | None:
-    """Record validation accuracy after ``epoch``; returns a copy of the weights when it is the best so far
-    (for loops that keep the best epoch on validation, e.g. distillation and DANN), else None."""
+def score_epoch(history: History, model: nn.Module, epoch: int, val_data, device=None, transform=None,
+                keep: bool = True) -> dict | None:
+    """Record validation accuracy after ``epoch``; with ``keep``, returns a copy of the weights when it is
+    the best so far (early stopping chosen on val: ``fit``, distillation, DANN), else None."""
     history.val_acc.append(evaluate(model, val_data, device=device, transform=transform))
-    if history.val_acc[-1] >= max(history.val_acc):
+    if keep and history.val_acc[-1] >= max(history.val_acc):
         history.best_epoch = epoch
         return copy.deepcopy(model.state_dict())
     return None

@@ -3,8 +3,8 @@
 ``course run [--fast] [--out DIR] [--only PATTERN]`` writes the executed copies to
 ``DIR/notebooks/`` and ``DIR/summary.json``, prints one line per notebook, and exits non-zero
 if any notebook failed; ``course run --solutions`` does the same for the worked solutions in
-``notebooks/solutions/`` (to ``DIR/notebooks/solutions/`` and ``DIR/solutions_summary.json``). ``course colab [--repo URL]`` rewrites the Colab badge and setup cell of
-the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/tooling/colab.py).
+``notebooks/solutions/`` (to ``DIR/notebooks/solutions/`` and ``DIR/solutions_summary.json``).
+``course colab [--repo URL]`` rewrites the Colab badge and setup cell of the notebooks and the exercises, then regenerates exercises/release/ (see course_utils/tooling/colab.py).
 ``course results`` runs the benchmarks and writes docs/RESULTS.md (see course_utils/tooling/results.py).
 ``course site`` builds the course website in out/site/ from the executed notebooks (see course_utils/tooling/site.py).
 """
