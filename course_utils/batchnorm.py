@@ -58,8 +58,9 @@ def adapt_bn(module: nn.Module, x: torch.Tensor, *, layers: int | None = None, b
              transform: Callable | None = None, device=None) -> nn.Module:
     """AdaBN: replace every BatchNorm layer's running statistics by those of the images ``x``.
 
-    No labels and no gradient steps: the statistics are reset and re-estimated as an equal-weight
-    average of the batches' statistics (``momentum=None``); weights stay as they are. ``layers``
+    No labels and no gradient steps: the statistics are reset and re-estimated as the average of the
+    batches' statistics weighted by batch size (a last, smaller batch counts for its images only: each
+    batch's momentum is its share of the images seen so far); weights stay as they are. ``layers``
     adapts only the first ``layers`` BatchNorm layers (input side: low-level statistics such as
     contrast and colour) and keeps the source statistics above. ``transform`` normalises each
     batch (e.g. ``backbone.normalize``). The module is left in eval mode.
@@ -77,11 +78,12 @@ def adapt_bn(module: nn.Module, x: torch.Tensor, *, layers: int | None = None, b
     momenta = [bn.momentum for bn in layers]
     for bn in layers:
         bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: every batch counts the same
         bn.train()
     try:
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size].to(device)
+            for bn in layers:   # running = running + share * (batch - running): a size-weighted mean
+                bn.momentum = len(xb) / (i + len(xb))
             module(transform(xb) if transform else xb)
     finally:
         for bn, momentum in zip(layers, momenta):

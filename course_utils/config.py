@@ -16,6 +16,16 @@ def is_fast() -> bool:
     return os.environ.get("COURSE_FAST", "").strip().lower() in _TRUE
 
 
+def fast_mode(requested: bool = False) -> bool:
+    """The one FAST switch. True when a notebook's ``FAST`` parameter asks for it, when env ``COURSE_FAST``
+    does (``course run --fast`` sets it), or both; the answer is written back to ``COURSE_FAST`` in this
+    process, so every library default that follows the environment (``load_dataset``'s ``per_class=None``)
+    gives the same run however FAST was asked for. A notebook starts with ``FAST = fast_mode(FAST)``."""
+    fast = bool(requested) or is_fast()
+    os.environ["COURSE_FAST"] = "1" if fast else "0"
+    return fast
+
+
 def cache_dir() -> Path:
     """Where cached embeddings and prepared data live (env ``COURSE_CACHE_DIR`` overrides)."""
     path = Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "transfer-course")

@@ -7,7 +7,6 @@ features are pushed to make the domains indistinguishable while the label head k
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from torch import nn
@@ -15,7 +14,7 @@ from torch.nn import functional as F
 
 from course_utils.layers import set_bn_eval
 from course_utils.repro import get_device
-from course_utils.train import History, score_epoch
+from course_utils.train import History, run_epochs
 
 
 class _Reverse(torch.autograd.Function):
@@ -47,21 +46,23 @@ def domain_classifier(feature_dim: int, hidden: int = 256) -> nn.Module:
 
 def fit_dann(model: nn.Sequential, domain_head: nn.Module, source, target_x: torch.Tensor, epochs: int,
              optimizer: torch.optim.Optimizer, *, weight: float = 1.0, val=None, transform=None,
-             bn_eval: bool = True, batch_size: int = 32, seed: int = 0, device=None) -> History:
+             bn_eval: bool = True, batch_size: int = 32, seed: int = 0, device=None,
+             patience: int | None = None, label: str | None = None) -> History:
     """Train ``model`` (``features`` then ``head``) on labelled ``source`` and unlabelled ``target_x``.
 
     Each step: cross-entropy on a source batch + ``weight`` x the domain loss on that batch and an
     equally large target batch, through ``reverse_gradient`` with ``dann_strength``'s schedule.
     ``optimizer`` must hold the domain head's parameters too. ``weight = 0`` is source-only training
     with the same batches. With ``val`` (labelled *source* validation: target labels are not used) the
-    best epoch on it is kept.
+    best epoch on it is kept and ``patience`` stops on a plateau, as in ``fit``. The schedule's
+    progress counts towards the cap ``epochs``, so a run that stops early never reached full strength.
     """
     device = device or get_device()
     model.to(device), domain_head.to(device)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(source.y) / batch_size)
-    history, best, start = History(), None, time.perf_counter()
-    for epoch in range(epochs):
+
+    def one_epoch(epoch: int) -> tuple[float, None]:
         model.train(), domain_head.train()
         if bn_eval:
             set_bn_eval(model)
@@ -85,13 +86,11 @@ def fit_dann(model: nn.Sequential, domain_head: nn.Module, source, target_x: tor
             loss.backward()
             optimizer.step()
             total += label_loss.item() * len(idx)
-        history.loss.append(total / len(source.y))
-        if val is not None:
-            best = score_epoch(history, model, epoch, val, device, transform) or best
-    if best is not None:
-        model.load_state_dict(best)
-    history.seconds = time.perf_counter() - start
-    return history
+        return total / len(source.y), None
+
+    return run_epochs(model, epochs, one_epoch, val_data=val, transform=transform, device=device,
+                      restore_best=val is not None, patience=patience,
+                      label=label or ("DANN" if weight else "source only"))
 
 
 __all__ = ["reverse_gradient", "dann_strength", "domain_classifier", "fit_dann"]

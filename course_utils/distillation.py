@@ -6,15 +6,13 @@ CPU running it again every epoch would cost more than training the student.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils.repro import get_device
-from course_utils.train import History, predict, score_epoch
+from course_utils.train import History, predict, run_epochs
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
@@ -43,10 +41,11 @@ def teacher_logits(teacher: nn.Module, x: torch.Tensor, *, transform=None, devic
 
 def distill(student: nn.Module, train, soft_targets: torch.Tensor, epochs: int, optimizer: torch.optim.Optimizer, *,
             temperature: float = 4.0, alpha: float = 0.9, val=None, transform=None, batch_size: int = 32,
-            seed: int = 0, device=None) -> History:
+            seed: int = 0, device=None, patience: int | None = None, label: str = "distill") -> History:
     """Train ``student`` on ``train`` (.x, .y) with the teacher's ``soft_targets`` (one row per image).
 
-    With ``val``, the epoch that scores best on it is kept (chosen on validation, like ``fit``).
+    With ``val``, the epoch that scores best on it is kept and ``patience`` stops on a plateau
+    (``epochs`` is then the cap), as in ``fit``.
     """
     if len(soft_targets) != len(train.y):
         raise ValueError(f"{len(soft_targets)} teacher rows for {len(train.y)} training images: compute "
@@ -55,8 +54,8 @@ def distill(student: nn.Module, train, soft_targets: torch.Tensor, epochs: int, 
     student.to(device)
     loader = DataLoader(TensorDataset(train.x, train.y, soft_targets), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    history, best, start = History(), None, time.perf_counter()
-    for epoch in range(epochs):
+
+    def one_epoch(epoch: int) -> tuple[float, None]:
         student.train()
         total = 0.0
         for xb, yb, tb in loader:
@@ -67,13 +66,10 @@ def distill(student: nn.Module, train, soft_targets: torch.Tensor, epochs: int, 
             loss.backward()
             optimizer.step()
             total += loss.item() * len(yb)
-        history.loss.append(total / len(train.y))
-        if val is not None:
-            best = score_epoch(history, student, epoch, val, device, transform) or best
-    if best is not None:
-        student.load_state_dict(best)
-    history.seconds = time.perf_counter() - start
-    return history
+        return total / len(train.y), None
+
+    return run_epochs(student, epochs, one_epoch, val_data=val, transform=transform, device=device,
+                      restore_best=val is not None, patience=patience, label=label)
 
 
 __all__ = ["distillation_loss", "teacher_logits", "distill"]

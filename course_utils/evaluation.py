@@ -5,7 +5,7 @@
     report.per_class()            # one row per class: images, accuracy (recall), precision, F1
     report.confusion()            # scikit-learn's ConfusionMatrixDisplay, rows normalised
     gallery(test.x, report)       # held-out images, mistakes first, "true -> predicted (confidence)"
-    verdict(margin, spread)       # "wins" / "loses" only beyond the seed spread, else "tie"
+    compare(a_items, b_items)     # a - b with its 95 % interval over seeds and test items; "tie" unless it excludes 0
 
 scikit-learn computes every metric and draws the matrix; this module only chooses them. The one
 hand-written number is the expected calibration error (scikit-learn has no ECE), ten lines below.
@@ -51,6 +51,11 @@ class ErrorReport:
     @property
     def standard_error(self) -> float:
         return unit_standard_error(self.y_true == self.y_pred, self.units)
+
+    @property
+    def items(self) -> np.ndarray:
+        """Per independent unit (object), the share right: one row of ``compare``'s input."""
+        return item_scores(self.y_true == self.y_pred, self.units)
 
     @property
     def ece(self) -> float:
@@ -158,14 +163,96 @@ def gallery(images: torch.Tensor, report: ErrorReport, n: int = 16, ncols: int =
     return fig
 
 
-def verdict(margin: float, spread: float, win: str = "wins", lose: str = "loses", tie: str = "tie") -> str:
-    """The course's rule for a verdict word: only a margin beyond the spread (the larger seed std,
-    or a standard error) earns ``win`` / ``lose``; anything within it is a ``tie``. NaN spread (one
-    seed: no spread measured) is a tie too, since nothing shows the margin is real."""
-    if not np.isfinite(spread) or abs(margin) <= spread:
-        return tie
-    return win if margin > 0 else lose
+def item_scores(correct, units=None) -> np.ndarray:
+    """Per test item, the share of its rows that are right: an object's renders share one score, so
+    the items of a comparison are independent (objects, photos, sentences). Sorted by unit id, so two
+    models scored on the same test set line up item by item."""
+    correct = np.asarray(correct, float)
+    if units is None:
+        return correct
+    return pd.Series(correct).groupby(np.asarray(units)).mean().sort_index().to_numpy()
 
 
-__all__ = ["ErrorReport", "error_report", "report_from_proba", "gallery", "verdict", "unit_standard_error",
-           "expected_calibration_error"]
+@dataclass(frozen=True)
+class Comparison:
+    """``compare``'s answer: the mean difference a - b, its interval, and the verdict word."""
+
+    difference: float
+    low: float
+    high: float
+    word: str
+    seeds: int
+    items: int
+    level: float = 0.95
+
+    @property
+    def is_tie(self) -> bool:
+        return not (self.low > 0 or self.high < 0)
+
+    @property
+    def interval(self) -> str:
+        """``95 % CI -0.021 to +0.114``"""
+        return f"{self.level * 100:.0f} % CI {self.low:+.3f} to {self.high:+.3f}"
+
+    def __str__(self) -> str:
+        return f"{self.word} ({self.difference:+.3f}, {self.interval})"
+
+
+def compare(a, b, *, win: str = "beats", lose: str = "loses to", tie: str = "ties with",
+            level: float = 0.95) -> Comparison:
+    """The course's one comparison rule: is method ``a`` better than ``b`` on this test set?
+
+    ``a`` and ``b`` hold per-item scores shaped (seeds, items) (``item_scores`` per seed), paired by
+    seed and by test item; a method that does not depend on the seed may give one row, and ``b`` may be
+    a number (a formula's value, chance, 0): then only ``a`` is noisy. The interval
+    counts both sources of noise in the mean difference: the sample of test items and the seeds.
+    With d[s, i] = a - b, a two-way random-effects split (items, seeds, their interaction) gives
+
+        SE^2 = var_i(mean over seeds of d) / items + max(0, var_s(mean over items of d) - MS_rest / items) / seeds
+
+    the first term the paired standard error over items (item effects plus per-run noise), the second
+    the seed effect beyond what that noise already explains (a variance component, so never below 0).
+    The interval is the normal one, mean ± 1.96 SE: the item term dominates with the course's 30-100
+    test items, and a t quantile with the seeds' 2 degrees of freedom cost a quarter of the power
+    without holding false verdicts lower (tests/test_compare.py simulates both). A verdict word only
+    when the interval excludes zero; else ``tie``, which must say "tie". With one seed, seed noise is
+    not measured (items only): say so where it matters.
+    """
+    if "tie" not in tie:
+        raise ValueError(f"the tie word must contain 'tie' so a reader sees it is one; got {tie!r}")
+    d = _paired_differences(a, b)
+    seeds, items = d.shape
+    item_means = d.mean(axis=0)
+    item_term = item_means.var(ddof=1) / items
+    seed_term = 0.0
+    if seeds > 1:
+        resid = d - d.mean(axis=1, keepdims=True) - item_means + d.mean()
+        ms_rest = (resid ** 2).sum() / ((seeds - 1) * (items - 1))
+        seed_term = max(0.0, d.mean(axis=1).var(ddof=1) - ms_rest / items) / seeds
+    from scipy.stats import norm
+    half = float(norm.ppf(0.5 + level / 2)) * float(np.sqrt(item_term + seed_term))
+    diff = float(d.mean())
+    low, high = diff - half, diff + half
+    word = win if low > 0 else lose if high < 0 else tie
+    return Comparison(diff, low, high, word, seeds, items, level)
+
+
+def _paired_differences(a, b) -> np.ndarray:
+    if np.ndim(b) == 0:   # a fixed reference (a formula's value, chance, 0): the noise is a's alone
+        b = np.full(np.shape(a), float(b))
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"compare pairs test items: both must be (seeds, items) over the same items; got "
+                         f"{a.shape} and {b.shape}. Score both methods on the same test set (item_scores).")
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise ValueError(f"compare pairs seeds: {len(a)} and {len(b)} seeds; run both methods on the same "
+                         "seeds (or give one row for a method that does not depend on the seed)")
+    if a.shape[1] < 2:
+        raise ValueError("compare needs at least two test items to measure the test set's noise")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("compare got NaN or inf scores: score every item (item_scores) before comparing")
+    return a - b
+
+
+__all__ = ["ErrorReport", "Comparison", "compare", "error_report", "item_scores", "report_from_proba", "gallery",
+           "unit_standard_error", "expected_calibration_error"]

@@ -149,8 +149,9 @@ def train_linear_head(train_feats: torch.Tensor, train_y: torch.Tensor, num_clas
     (LP-FT starts fine-tuning from it). Features are used as they are (no scaling) so the head
     plugs straight onto ``features``.
     """
-    torch.manual_seed(seed)
-    head = nn.Linear(train_feats.shape[1], num_classes)
+    with torch.random.fork_rng(devices=[]):   # seeds this head only: the caller's random stream stays as it was
+        torch.manual_seed(seed)
+        head = nn.Linear(train_feats.shape[1], num_classes)
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(epochs):
         opt.zero_grad()

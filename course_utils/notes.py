@@ -1,8 +1,10 @@
-"""Text built from the run: ``say`` renders Markdown, ``transfer_note`` the course's five-field note.
+"""Text built from the run: ``say`` renders Markdown, ``compared`` writes a comparison with its interval,
+``transfer_note`` the course's five-field note.
 
 Cells that only call these keep their source collapsed in JupyterLab (cell metadata
-``jupyter.source_hidden``; ``course hide-prose`` sets it, ``tests/test_notebook_shape.py`` checks it),
-so a reader sees the sentence, not the f-string that built it.
+``jupyter.source_hidden``) and on Colab (``cellView: form`` with a ``# @title`` line); ``course
+hide-prose`` sets both and ``tests/test_notebook_shape.py`` checks them, so a reader sees the
+sentence, not the f-string that built it.
 """
 from __future__ import annotations
 
@@ -32,6 +34,17 @@ def say(text: str) -> None:
     _display_markdown(textwrap.dedent(text).strip())
 
 
+def compared(a: str, comparison, b: str, unit: str = "test items") -> str:
+    """The course's comparison sentence, its verdict word always beside its interval::
+
+        compared("fine-tune", compare(ft_items, probe_items), "the linear probe", "test objects")
+        # 'fine-tune **beats** the linear probe (+0.047, 95 % CI +0.011 to +0.083; 3 seeds x 59 test objects)'
+    """
+    seeds = (f"{comparison.seeds} seeds" if comparison.seeds > 1 else "1 seed: seed noise not measured")
+    return (f"{a} **{comparison.word}** {b} ({comparison.difference:+.3f}, {comparison.interval}; "
+            f"{seeds} \N{MULTIPLICATION SIGN} {comparison.items} {unit})")
+
+
 def transfer_note(*, frozen: str, trained: str, why_depth: str, validation: str, unfreeze_evidence: str,
                   title: str = "A transfer note") -> None:
     """Render the five fields every notebook fills from its run (introduced in notebook 01)."""
@@ -51,4 +64,4 @@ def transfer_note_markdown(*, frozen: str, trained: str, why_depth: str, validat
     return f"### {title}\n\n| field | this notebook |\n|---|---|\n{rows}"
 
 
-__all__ = ["say", "transfer_note", "transfer_note_markdown", "TRANSFER_NOTE_FIELDS"]
+__all__ = ["compared", "say", "transfer_note", "transfer_note_markdown", "TRANSFER_NOTE_FIELDS"]

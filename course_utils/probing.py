@@ -107,7 +107,9 @@ class Curve:
         return self.runs[method].mean(axis=0)
 
     def std(self, method: str) -> np.ndarray:
-        return self.runs[method].std(axis=0)
+        """Sample std over seeds (ddof=1, as ``sweep.summarize``); NaN with one seed: no spread measured."""
+        runs = self.runs[method]
+        return runs.std(axis=0, ddof=1) if len(runs) > 1 else np.full(runs.shape[1], np.nan)
 
     def crossing(self, a: str, b: str) -> int | None:
         """The first size from which method ``a``'s mean is >= method ``b``'s and stays so (None: never)."""

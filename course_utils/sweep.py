@@ -3,7 +3,7 @@
     df = run_seeds({"probe": lambda s: probe(...), "fine-tune": lambda s: finetune(..., seed=s)},
                    seeds=[0, 1, 2], task="objects")
     table = summarize(df, by=["task", "method"])      # one row per (task, method)
-    best = winners(table, by=["task"])                 # who won each task, and by how much
+    compare_methods(df, "fine-tune", "probe")         # the course's comparison rule, paired by seed and item
 
 A run is any callable ``seed -> result`` where the result has ``accuracy`` (and optionally
 ``trainable``), like ``recipes.Result``, or is a dict with those keys. The runner measures
@@ -14,11 +14,15 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
+
+from course_utils.evaluation import compare
 
 
 def _as_row(result) -> dict:
-    """The numbers of one result: ``accuracy`` and, when present, ``trainable``."""
+    """The numbers of one result: ``accuracy`` and, when present, ``val_accuracy``, ``trainable`` and
+    the per-item scores ``items`` / ``val_items`` (what ``compare`` pairs)."""
     data = result if isinstance(result, dict) else vars(result)
     if "accuracy" not in data:
         raise ValueError(f"a run must return something with an 'accuracy'; got keys {sorted(data)}")
@@ -27,7 +31,27 @@ def _as_row(result) -> dict:
         row["val_accuracy"] = float(data["val_accuracy"])
     if data.get("trainable") is not None:
         row["trainable"] = int(data["trainable"])
+    for key in ("items", "val_items"):
+        if data.get(key) is not None:
+            row[key] = np.asarray(data[key], float)
     return row
+
+
+def item_matrix(df: pd.DataFrame, method: str, column: str = "items") -> np.ndarray:
+    """One method's per-item scores from ``run_seeds``' table, shaped (seeds, items) in seed order:
+    ``compare(item_matrix(df, "a"), item_matrix(df, "b"))``."""
+    rows = df[df["method"] == method].sort_values("seed")
+    if rows.empty:
+        raise ValueError(f"no runs of {method!r}; the table has {sorted(df['method'].unique())}")
+    if column not in rows or rows[column].isna().any():
+        raise ValueError(f"runs of {method!r} carry no {column!r}: return a Result scored on that set "
+                         "(recipes do) or a dict with per-item scores under that key")
+    return np.stack(rows[column].to_list())
+
+
+def compare_methods(df: pd.DataFrame, a: str, b: str, column: str = "items", **words):
+    """``compare`` two methods of a ``run_seeds`` table, paired by seed and by item."""
+    return compare(item_matrix(df, a, column), item_matrix(df, b, column), **words)
 
 
 def run_seeds(runs: dict[str, Callable[[int], object]], seeds: Iterable[int], *, on_result=None,
@@ -60,37 +84,16 @@ def mean_std(mean: float, std: float, digits: int = 3) -> str:
 
 
 def summarize(df: pd.DataFrame, by=("method",), metric: str = "accuracy") -> pd.DataFrame:
-    """Mean, std (sample, over seeds; 0 for one seed) and seed count of ``metric`` per group,
-    plus mean wall time and trainable parameters, and a printable ``"mean ± std"`` column."""
+    """Mean, std (sample, over seeds; NaN for one seed: no spread measured) and seed count of
+    ``metric`` per group, plus mean wall time and trainable parameters, and a printable
+    ``"mean ± std"`` column."""
     by = list(by)
     grouped = df.groupby(by, sort=False)
     out = grouped[metric].agg(["mean", "std", "count"]).rename(
         columns={"mean": f"{metric}_mean", "std": f"{metric}_std", "count": "seeds"})
     out[metric] = [mean_std(m, s) for m, s in zip(out[f"{metric}_mean"], out[f"{metric}_std"])]
-    out[f"{metric}_std"] = out[f"{metric}_std"].fillna(0.0)
     if "wall_s" in df:
         out["wall_s"] = grouped["wall_s"].mean()
     if "trainable" in df:
         out["trainable"] = grouped["trainable"].first()
     return out.reset_index()
-
-
-def winners(summary: pd.DataFrame, by=(), metric: str = "accuracy") -> pd.DataFrame:
-    """Per group of ``by``: the best method, the runner-up, the margin between them, and whether
-    that margin exceeds the larger of their two seed std's (a crude "clear win" flag; None when a
-    method has only one seed, since then no spread was measured)."""
-    rows = []
-    groups = summary.groupby(list(by), sort=False) if by else [((), summary)]
-    for key, part in groups:
-        ranked = part.sort_values(f"{metric}_mean", ascending=False)
-        best, second = ranked.iloc[0], ranked.iloc[1] if len(ranked) > 1 else None
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key))
-        row.update(winner=best["method"], best=best[f"{metric}_mean"])
-        if second is not None:
-            margin = best[f"{metric}_mean"] - second[f"{metric}_mean"]
-            noise = max(best[f"{metric}_std"], second[f"{metric}_std"])
-            one_seed = "seeds" in part and part["seeds"].min() < 2  # no spread measured: cannot tell
-            row.update(runner_up=second["method"], margin=margin, clear=None if one_seed else bool(margin > noise))
-        rows.append(row)
-    return pd.DataFrame(rows)

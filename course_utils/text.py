@@ -31,7 +31,7 @@ from torch import nn
 from course_utils import datafiles
 from course_utils.config import cache_dir, data_dir
 from course_utils.datasets import SPLITS, fixed_split, pick
-from course_utils.features import cached_rows, fingerprint
+from course_utils.features import cached_rows, fingerprint, module_fingerprint
 from course_utils.layers import freeze
 from course_utils.repro import get_device
 
@@ -189,9 +189,10 @@ def load_text_encoder(device=None, max_length: int = 128) -> TextEncoder:
 
 
 def cached_sentence_embeddings(encoder: TextEncoder, data: TextSet, **embed_options) -> torch.Tensor:
-    """``encoder.embed(data.texts, **embed_options)``, computed once and kept in ``cache_dir()``."""
-    key = fingerprint(encoder.name, datafiles.FILES[_MODEL_FILE]["sha256"], sorted(embed_options.items()),
-                      data.texts)
+    """``encoder.embed(data.texts, **embed_options)``, computed once per weights, options and sentences,
+    and kept in ``cache_dir()``."""
+    # the weights themselves are in the key (60 ms for MiniLM): a model fine-tuned in place gets new vectors
+    key = fingerprint(encoder.name, module_fingerprint(encoder.model), sorted(embed_options.items()), data.texts)
     return cached_rows(cache_dir() / "text" / f"{key}.pt", len(data),
                        lambda: encoder.embed(data.texts, **embed_options))
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,17 +19,53 @@ from course_utils.repro import get_device
 
 @dataclass
 class History:
-    """What happened in ``fit``: one entry per epoch."""
+    """What happened in a training run: one entry per epoch, and where it stopped and why."""
 
     loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    best_epoch: int | None = None  # 0-based; set when fit(restore_best=True) kept the best-on-val weights
+    best_epoch: int | None = None  # 0-based: the best epoch on validation (kept when restore_best)
+    max_epochs: int = 0            # the cap
+    stopped_early: bool = False    # stopped on a validation plateau (patience) before the cap
+    kept_best: bool = False        # the model ends with the best epoch's weights (else the last epoch's)
 
     @property
     def final_val(self) -> float | None:
         return self.val_acc[-1] if self.val_acc else None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.loss)
+
+    @property
+    def epoch_kept(self) -> int:
+        """The epoch, counted from 1, whose weights the model ends with."""
+        return self.best_epoch + 1 if self.kept_best and self.best_epoch is not None else self.epochs_run
+
+    @property
+    def still_rising(self) -> bool:
+        """Ran into the cap while validation accuracy still rose: its last epoch beat every earlier one.
+        Such a run describes the schedule, not the method: raise the cap (``epochs``)."""
+        acc = self.val_acc
+        return (not self.stopped_early and self.epochs_run >= self.max_epochs and len(acc) > 1
+                and acc[-1] > max(acc[:-1]))
+
+    def record(self, label: str) -> dict:
+        """One line of ``out/fits.jsonl`` (see ``log_fit``)."""
+        return {"notebook": os.environ.get("COURSE_NOTEBOOK", ""), "label": label, "max_epochs": self.max_epochs,
+                "epochs_run": self.epochs_run, "epoch_kept": self.epoch_kept,
+                "val_curve": [round(v, 4) for v in self.val_acc], "still_rising": self.still_rising}
+
+
+def log_fit(history: History, label: str) -> None:
+    """Append the run to the file named by env ``COURSE_FITS_LOG`` (``course run`` sets it to
+    ``out/fits.jsonl``, one JSON line per fit), so the course's convergence can be audited."""
+    path = os.environ.get("COURSE_FITS_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(history.record(label)) + "\n")
 
 
 def _as_xy(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,46 +107,88 @@ def evaluate(model: nn.Module, data, batch_size: int = 256, device=None, transfo
 def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimizer, *, val_data=None,
         batch_size: int = 32, device=None, transform: Callable | None = None, bn_eval: bool = False,
         on_epoch: Callable[[int, nn.Module], None] | None = None, seed: int = 0,
-        progress: bool = True, restore_best: bool = False) -> History:
+        progress: bool = True, restore_best: bool = False, patience: int | None = None,
+        label: str = "fit", eval_transform: Callable | None = None) -> History:
     """Train with cross-entropy; returns a History.
 
     ``transform`` runs on each batch on the device (normalisation, augmentation); ``bn_eval``
     keeps BatchNorm statistics fixed (see ``set_bn_eval``); ``on_epoch(epoch, model)`` is
     called before each epoch (progressive unfreezing hooks in there). With ``val_data``, accuracy
-    on it is recorded after every epoch; ``restore_best`` then ends with the weights of the best
-    epoch on validation (early stopping chosen on val, never on test).
+    and loss on it are recorded after every epoch; ``restore_best`` then ends with the weights of the
+    best epoch on validation, and ``patience`` stops after that many epochs without a better one
+    (``epochs`` is then the cap). Never on test. ``label`` names the run in ``out/fits.jsonl``.
+    ``eval_transform`` (default: ``transform``) prepares validation batches: pass the plain
+    normalisation there when ``transform`` augments.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if restore_best and val_data is None:
-        raise ValueError("restore_best picks the best epoch on validation data: pass val_data too")
     device = device or get_device()
     model.to(device)
     loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
-    history, best, start = History(), None, time.perf_counter()
-    for epoch in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
+
+    def one_epoch(epoch: int) -> tuple[float, float]:
         if on_epoch:
             on_epoch(epoch, model)
-        loss, acc = train_epoch(model, loader, optimizer, device, transform, bn_eval)
+        return train_epoch(model, loader, optimizer, device, transform, bn_eval)
+
+    return run_epochs(model, epochs, one_epoch, val_data=val_data, transform=eval_transform or transform,
+                      device=device, restore_best=restore_best, patience=patience, label=label, progress=progress)
+
+
+def run_epochs(model: nn.Module, epochs: int, one_epoch: Callable[[int], tuple[float, float | None]], *,
+               val_data=None, transform: Callable | None = None, device=None, restore_best: bool = True,
+               patience: int | None = None, label: str = "fit", progress: bool = False) -> History:
+    """The epoch loop every trainer shares (``fit``, ``distill``, ``fit_dann``): call
+    ``one_epoch(epoch) -> (train loss, train accuracy or None)`` up to ``epochs`` times, score on
+    ``val_data`` after each, keep the best epoch's weights (``restore_best``), stop once ``patience``
+    epochs in a row brought no better one, and log the run (``log_fit``).
+
+    "Better" means higher validation accuracy, or the same accuracy at a lower validation loss: on a
+    small validation set accuracy moves in steps of one image, and the loss breaks its ties.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if (restore_best or patience) and val_data is None:
+        raise ValueError("restore_best and patience choose on validation data: pass val_data too")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 epoch (or None: run every epoch), got {patience}")
+    history, best, since_best = History(max_epochs=epochs, kept_best=restore_best), None, 0
+    start = time.perf_counter()
+    for epoch in tqdm(range(epochs), desc=label, disable=not progress, leave=False):
+        loss, acc = one_epoch(epoch)
         history.loss.append(loss)
-        history.train_acc.append(acc)
-        if val_data is not None:
-            best = score_epoch(history, model, epoch, val_data, device, transform, keep=restore_best) or best
-    if restore_best:
+        if acc is not None:
+            history.train_acc.append(acc)
+        if val_data is None:
+            continue
+        improved = score_epoch(history, model, epoch, val_data, device, transform)
+        if improved:
+            since_best = 0
+            best = copy.deepcopy(model.state_dict()) if restore_best else None
+        else:
+            since_best += 1
+        if patience is not None and since_best >= patience:
+            history.stopped_early = epoch + 1 < epochs
+            break
+    if restore_best and best is not None:
         model.load_state_dict(best)
     history.seconds = time.perf_counter() - start
+    log_fit(history, label)
     return history
 
 
-def score_epoch(history: History, model: nn.Module, epoch: int, val_data, device=None, transform=None,
-                keep: bool = True) -> dict | None:
-    """Record validation accuracy after ``epoch``; with ``keep``, returns a copy of the weights when it is
-    the best so far (early stopping chosen on val: ``fit``, distillation, DANN), else None."""
-    history.val_acc.append(evaluate(model, val_data, device=device, transform=transform))
-    if keep and history.val_acc[-1] >= max(history.val_acc):
+def score_epoch(history: History, model: nn.Module, epoch: int, val_data, device=None, transform=None) -> bool:
+    """Record validation accuracy and loss after ``epoch``; True when it is the best epoch so far
+    (higher accuracy, or equal accuracy at lower loss), which then becomes ``history.best_epoch``."""
+    x, y = _as_xy(val_data)
+    logits = predict(model, x, device=device, transform=transform)
+    acc = (logits.argmax(1) == y).float().mean().item()
+    loss = nn.functional.cross_entropy(logits, y).item()
+    best = history.best_epoch
+    history.val_acc.append(acc)
+    history.val_loss.append(loss)
+    if best is None or acc > history.val_acc[best] or (acc == history.val_acc[best] and loss < history.val_loss[best]):
         history.best_epoch = epoch
-        return copy.deepcopy(model.state_dict())
-    return None
+        return True
+    return False
 
 
 def train_epoch(model, loader, optimizer, device, transform, bn_eval) -> tuple[float, float]:

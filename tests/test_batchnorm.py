@@ -61,12 +61,23 @@ def test_adapt_bn_matches_target_statistics_and_restores_momentum():
     adapt_bn(net, x, batch_size=8, device="cpu")
     bn = net[0]
     assert not bn.training and bn.momentum == 0.1
-    # an equal-weight average of the five batches' statistics (momentum=None), by hand
+    # with equal batches: the plain average of the five batches' statistics, by hand
     mean, var = (torch.stack(s).mean(0) for s in zip(*[_stats(xb) for xb in x.split(8)]))
     torch.testing.assert_close(bn.running_mean, mean)
     torch.testing.assert_close(bn.running_var, var)
     # with equal batches the mean is the data's; the variance misses the between-batch spread
     torch.testing.assert_close(bn.running_mean, x.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+
+
+def test_adapt_bn_weighs_a_last_partial_batch_by_its_size():
+    """70 images in batches of 64: the last 6 count for 6 images, not for half of the estimate."""
+    net = nn.Sequential(nn.BatchNorm2d(3))
+    x = torch.cat([torch.randn(64, 3, 4, 4), torch.randn(6, 3, 4, 4) + 10])
+    adapt_bn(net, x, batch_size=64, device="cpu")
+    torch.testing.assert_close(net[0].running_mean, x.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    sizes, stats = [64, 6], [_stats(xb) for xb in x.split(64)]
+    weighted_var = sum(n * v for n, (_, v) in zip(sizes, stats)) / 70
+    torch.testing.assert_close(net[0].running_var, weighted_var)
 
 
 def test_adapt_bn_uses_transform_and_keeps_weights():

@@ -77,11 +77,28 @@ def test_per_class_subsampling_is_balanced_and_seeded():
     assert set(s0.counts().values()) == {7} and torch.equal(s0.x, s0b.x) and not torch.equal(s0.x, s1.x)
 
 
-def test_test_splits_do_not_depend_on_seed():
-    for name in ("objects", "textures", "shapes"):
-        t0 = datasets.load_dataset(name, "test", seed=0, **SMALL)
-        t5 = datasets.load_dataset(name, "test", seed=5, **SMALL)
-        assert torch.equal(t0.x, t5.x), name
+@pytest.mark.parametrize("name", datasets.list_datasets())
+@pytest.mark.parametrize("split", ["val", "test"])
+@pytest.mark.parametrize("per_class", [None, 2])
+def test_val_and_test_never_depend_on_the_seed(name, split, per_class, monkeypatch):
+    """Every registered set, whole and subsampled, in FAST mode too (which subsamples per_class=None):
+    runs with different seeds must be scored on the same items, or a paired comparison pairs nothing."""
+    monkeypatch.setenv("COURSE_FAST", "1")
+    t0 = datasets.load_dataset(name, split, seed=0, per_class=per_class, image_size=16)
+    t5 = datasets.load_dataset(name, split, seed=5, per_class=per_class, image_size=16)
+    assert torch.equal(t0.x, t5.x) and torch.equal(t0.y, t5.y), (name, split)
+
+
+def test_fast_mode_is_one_switch(monkeypatch):
+    """A notebook's FAST parameter, env COURSE_FAST and `course run --fast` all end in the same place."""
+    from course_utils.config import fast_mode, is_fast
+
+    monkeypatch.delenv("COURSE_FAST", raising=False)
+    assert fast_mode(True) and is_fast()            # the parameter turns the library's defaults on too
+    monkeypatch.setenv("COURSE_FAST", "yes")
+    assert fast_mode(False)                          # the environment wins over a False parameter
+    monkeypatch.setenv("COURSE_FAST", "0")
+    assert not fast_mode(False) and not is_fast()
 
 
 def test_objects_split_by_object_and_views():

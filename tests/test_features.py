@@ -93,6 +93,16 @@ def test_torch_linear_head():
     assert (head(xt).argmax(1) == yt).float().mean() > 0.9
 
 
+def test_torch_linear_head_leaves_the_callers_random_stream_alone():
+    x, y = _blobs(20)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    head = train_linear_head(x, y, 4, epochs=2, seed=7)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(head.weight, train_linear_head(x, y, 4, epochs=2, seed=7).weight)   # its own seed still fixes it
+
+
 def test_linear_probe_bad_shapes():
     with pytest.raises(ValueError, match="width"):
         linear_probe(torch.zeros(10, 5), torch.arange(10) % 2, torch.zeros(4, 6), torch.zeros(4))

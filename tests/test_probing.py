@@ -61,6 +61,12 @@ def test_learning_curve_pairs_methods_on_the_same_sets():
     assert c.crossing("b", "a") is None  # b is ahead at first but not from some size on
 
 
+def test_curve_std_is_the_sample_std_and_nan_for_one_seed():
+    c = Curve([1, 2], [0, 1, 2], {"a": np.array([[0.1, 0.5], [0.2, 0.5], [0.3, 0.8]])})
+    np.testing.assert_allclose(c.std("a"), [0.1, np.std([0.5, 0.5, 0.8], ddof=1)])
+    assert np.isnan(Curve([1], [0], {"a": np.array([[0.4]])}).std("a")).all()
+
+
 def test_crossing_requires_staying_ahead():
     c = Curve([1, 2, 3, 4], [0], {"a": np.array([[0.5, 0.1, 0.6, 0.7]]), "b": np.array([[0.4, 0.4, 0.4, 0.4]])})
     assert c.crossing("a", "b") == 3

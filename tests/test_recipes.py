@@ -66,3 +66,34 @@ def test_flip_and_shift_is_a_random_flip_then_one_small_circular_shift():
     unshifted = recipes.flip_and_shift(x, max_shift=0)
     plain, mirrored = _explained_by(unshifted, x, 0, 0)
     assert (plain | mirrored).all()
+
+
+def test_a_cached_frozen_prefix_trains_the_same_weights(lite0):
+    """With the first groups frozen, BatchNorm statistics fixed and no augmentation, the frozen part
+    maps an image to the same activations every epoch: computing them once must change nothing."""
+    train, val = _toy_set(), _toy_set(seed=1)
+    runs = [recipes.finetune(lite0, train, None, epochs=2, lr=1e-3, freeze_groups=6, bn_eval=True, val=val,
+                             select_epoch=True, seed=3, cache_frozen=cache) for cache in (True, False)]
+    cached, plain = (r.model.state_dict() for r in runs)
+    assert all(torch.allclose(cached[k].float(), plain[k].float(), atol=1e-6) for k in plain)
+    assert runs[0].history.val_acc == runs[1].history.val_acc
+    groups, original = runs[0].model.features.groups(), lite0.features.groups()
+    same = [all(torch.equal(a, b) for a, b in zip(g.parameters(), o.parameters())) for g, o in zip(groups, original)]
+    assert same == [True] * 6 + [False] * (len(groups) - 6)   # the prefix stayed, the top trained
+
+
+def test_results_carry_per_item_scores_for_compare(lite0):
+    train, test = _toy_set(), _toy_set(seed=1)
+    test.meta = {"object_id": torch.arange(len(test.y)) // 2}   # two renders per object
+    ft = recipes.finetune(lite0, train, test, epochs=1, lr=1e-4, freeze_groups=8, bn_eval=True, val=test)
+    assert len(ft.items) == len(test.y) // 2 and ft.items.mean() == pytest.approx(ft.accuracy)
+    assert ft.val_items is not None
+    p = recipes.probe(lite0, train, test)
+    assert len(p.items) == len(ft.items) and p.items.mean() == pytest.approx(p.accuracy)
+
+
+def test_an_unknown_optimizer_is_an_error_not_sgd(lite0):
+    with pytest.raises(ValueError, match="adamw"):
+        recipes.finetune(lite0, _toy_set(), None, epochs=1, optimizer="adamax")
+    run = recipes.finetune(lite0, _toy_set(), None, epochs=1, freeze_groups=8, optimizer="adamw")
+    assert run.history.epochs_run == 1

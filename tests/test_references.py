@@ -129,21 +129,22 @@ def _batch_stats(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return h.mean(dim=(0, 2, 3)), h.var(dim=(0, 2, 3), correction=1)
 
 
-def _mean_of(stats: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """momentum=None keeps the cumulative average: every batch weighs the same."""
-    return tuple(torch.stack(parts).mean(0) for parts in zip(*stats))
+def _mean_of(stats: list[tuple[torch.Tensor, torch.Tensor]], sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The average of the batches' statistics, each weighted by its number of images."""
+    weights = torch.tensor(sizes, dtype=torch.float32) / sum(sizes)
+    return tuple((torch.stack(parts) * weights.view(-1, 1)).sum(0) for parts in zip(*stats))
 
 
-def test_adapt_bn_is_the_equal_weight_average_of_batch_statistics():
+def test_adapt_bn_is_the_size_weighted_average_of_batch_statistics():
     x = torch.randn(40, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 + 5
     net = nn.Sequential(nn.BatchNorm2d(3))
     adapt_bn(net, x, batch_size=16, device="cpu")  # batches of 16, 16 and 8 images
-    mean, var = _mean_of([_batch_stats(xb) for xb in x.split(16)])
+    mean, var = _mean_of([_batch_stats(xb) for xb in x.split(16)], [16, 16, 8])
     torch.testing.assert_close(net[0].running_mean, mean)
     torch.testing.assert_close(net[0].running_var, var)
     assert int(net[0].num_batches_tracked) == 3
-    # the closed form is not the plain data mean: the smaller last batch counts as much as the others
-    assert not torch.allclose(mean, x.mean(dim=(0, 2, 3)), atol=1e-4)
+    # weighted by size, the means' average is the data's own mean (the smaller last batch counts less)
+    torch.testing.assert_close(mean, x.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
 
 
 def _conv_bn_relu_conv_bn(seed: int = 0) -> nn.Sequential:
@@ -159,14 +160,15 @@ def _adabn_by_hand(net: nn.Sequential, x: torch.Tensor, batch_size: int):
     """What AdaBN must record in both BN layers: in training mode each layer normalises with its
     batch's mean and *biased* variance, and records the batch's mean and *unbiased* variance."""
     conv1, bn1, conv2 = net[0], net[1], net[3]
-    first, second = [], []
+    first, second, sizes = [], [], []
     for xb in x.split(batch_size):
+        sizes.append(len(xb))
         h = F.conv2d(xb, conv1.weight, conv1.bias)
         first.append(_batch_stats(h))
         mean, var = h.mean(dim=(0, 2, 3), keepdim=True), h.var(dim=(0, 2, 3), correction=0, keepdim=True)
         h = (h - mean) / torch.sqrt(var + bn1.eps) * bn1.weight.view(1, -1, 1, 1) + bn1.bias.view(1, -1, 1, 1)
         second.append(_batch_stats(F.conv2d(h.relu(), conv2.weight, conv2.bias)))
-    return _mean_of(first), _mean_of(second)
+    return _mean_of(first, sizes), _mean_of(second, sizes)
 
 
 def test_adapt_bn_through_two_layers_matches_the_closed_form():

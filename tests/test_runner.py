@@ -71,6 +71,43 @@ def test_run_solutions_executes_the_solutions_folder_only(tmp_path, monkeypatch)
     assert not (tmp_path / "out" / "summary.json").exists()  # the lessons' summary is left alone
 
 
+def test_run_fast_is_the_same_switch_in_the_kernel_and_logs_every_fit(tmp_path, monkeypatch):
+    """`course run --fast` reaches what the notebook's code reads (env COURSE_FAST, so load_dataset's
+    defaults follow), and every training run lands as one line in out/fits.jsonl."""
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("FAST = False")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import torch\nfrom course_utils import fit, is_fast\nprint('env fast', is_fast(), FAST)\n"
+        "x, y = torch.randn(16, 3), torch.arange(16) % 2\nm = torch.nn.Linear(3, 2)\n"
+        "fit(m, (x, y), 3, torch.optim.SGD(m.parameters(), lr=0.1), val_data=(x, y), restore_best=True,"
+        " patience=1, progress=False, label='tiny')")]
+    nbformat.write(nb, tmp_path / "notebooks" / "00_fits.ipynb")
+    monkeypatch.setattr(runner, "repo_root", lambda: tmp_path)
+    monkeypatch.delenv("COURSE_FAST", raising=False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "fits.jsonl").write_text('{"stale": "line from an earlier run"}\n')
+    assert runner.main(["run", "--fast", "--out", str(tmp_path / "out")]) == 0
+    ran = nbformat.read(tmp_path / "out" / "notebooks" / "00_fits.ipynb", as_version=4)
+    assert "env fast True True" in ran.cells[-1].outputs[0]["text"]
+    fits = [json.loads(line) for line in (tmp_path / "out" / "fits.jsonl").read_text().splitlines()]
+    assert [(f["notebook"], f["label"], f["max_epochs"]) for f in fits] == [("00_fits.ipynb", "tiny", 3)]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["mode"] == "FAST" and summary["fits"]["fits"] == 1
+
+
+def test_hide_prose_collapses_in_jupyterlab_and_on_colab(tmp_path):
+    prose, code = nbformat.v4.new_code_cell("say(f'{1 + 1} apples')"), nbformat.v4.new_code_cell("x = 1")
+    path = _nb(tmp_path, [prose, code])
+    assert runner.hide_prose(path) == 1 and runner.hide_prose(path) == 0   # idempotent
+    cell, plain = nbformat.read(path, as_version=4).cells
+    assert cell.metadata["jupyter"]["source_hidden"] and cell.metadata["cellView"] == "form"
+    assert cell.source.splitlines()[0].startswith("# @title") and cell.source.endswith("say(f'{1 + 1} apples')")
+    assert "cellView" not in plain.metadata and plain.source == "x = 1"
+
+
 def test_fast_flag_from_env(monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")
     assert is_fast()

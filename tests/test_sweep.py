@@ -4,7 +4,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from course_utils.sweep import mean_std, run_seeds, summarize, winners
+import numpy as np
+
+from course_utils.sweep import compare_methods, item_matrix, mean_std, run_seeds, summarize
 
 
 @dataclass
@@ -38,17 +40,20 @@ def test_summarize_mean_std_and_single_seed():
     assert math.isclose(a["accuracy_mean"], 0.6) and math.isclose(a["accuracy_std"], 0.1)
     assert a["seeds"] == 3 and a["trainable"] == 10 and a["accuracy"] == "0.600 ± 0.100"
     one = summarize(run_seeds(_runs(), [0])).set_index("method")
-    assert one.loc["a", "accuracy_std"] == 0.0 and one.loc["a", "accuracy"] == "0.500"
+    assert math.isnan(one.loc["a", "accuracy_std"]) and one.loc["a", "accuracy"] == "0.500"  # one seed: no spread
 
 
-def test_winners_per_group():
-    df = run_seeds(_runs(), [0, 1], q="x")
-    best = winners(summarize(df, by=["q", "method"]), by=["q"])
-    row = best.iloc[0]
-    assert row["q"] == "x" and row["winner"] == "b" and row["runner_up"] == "a"
-    assert math.isclose(row["margin"], 0.9 - 0.55) and bool(row["clear"])
-    single = winners(summarize(run_seeds(_runs(), [0]), by=["method"]))
-    assert single.iloc[0]["clear"] is None
+def test_item_scores_go_through_the_table_to_compare():
+    items = {"a": lambda s: {"accuracy": 0.6, "items": np.r_[np.ones(6), np.zeros(4)] if s else np.ones(10)},
+             "b": lambda s: {"accuracy": 0.2, "items": np.r_[np.zeros(8), np.ones(2)]}}
+    df = run_seeds(items, [1, 0])
+    assert item_matrix(df, "a").tolist()[0] == [1.0] * 10   # seed order, not run order
+    got = compare_methods(df, "a", "b")
+    assert got.word == "beats" and got.seeds == 2 and got.items == 10
+    with pytest.raises(ValueError, match="no runs of 'c'"):
+        item_matrix(df, "c")
+    with pytest.raises(ValueError, match="carry no 'items'"):
+        item_matrix(run_seeds(_runs(), [0]), "a")
 
 
 def test_errors_are_clear():

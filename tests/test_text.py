@@ -119,3 +119,17 @@ def test_cached_embeddings_are_reused(encoder):
     again = cached_sentence_embeddings(encoder, data)
     assert torch.equal(first, again) and first.shape == (6, 384)
     assert not torch.allclose(cached_sentence_embeddings(encoder, data, pooling="cls"), first)
+
+
+def test_weights_changed_in_place_miss_the_sentence_cache(encoder):
+    """Fine-tuning the encoder in place must not return the vectors of the weights before."""
+    data = load_sentences("movies", "val", per_class=3)
+    before = cached_sentence_embeddings(encoder, data)
+    weight = next(encoder.model.parameters())
+    with torch.no_grad():
+        weight.mul_(1.5)
+    try:
+        assert not torch.allclose(cached_sentence_embeddings(encoder, data), before)
+    finally:
+        with torch.no_grad():
+            weight.div_(1.5)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from course_utils.tooling import results as results_page
 from course_utils.tooling import site as site_page
-from course_utils.config import repo_root
+from course_utils.config import is_fast, repo_root
 
 
 def find_notebooks(folder: Path, only: str | None = None) -> list[Path]:
@@ -45,11 +45,18 @@ def kernel_config():
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
-def run_notebook(path: Path, out_dir: Path, fast: bool, timeout: int) -> dict:
-    """Execute one notebook; never raises, so one failure does not stop the others."""
+def run_notebook(path: Path, out_dir: Path, fast: bool, timeout: int, fits_log: Path | None = None) -> dict:
+    """Execute one notebook; never raises, so one failure does not stop the others.
+
+    The kernel inherits this process's environment: ``COURSE_FAST`` (the one FAST switch, also
+    what ``load_dataset`` follows), and with ``fits_log`` ``COURSE_FITS_LOG`` and ``COURSE_NOTEBOOK``,
+    so every training run in the notebook appends a line to that file (``train.log_fit``)."""
     import papermill as pm
 
     out_path = out_dir / path.name
+    os.environ["COURSE_FAST"] = "1" if fast else "0"
+    if fits_log is not None:
+        os.environ.update(COURSE_FITS_LOG=str(fits_log.resolve()), COURSE_NOTEBOOK=path.name)
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(path), str(out_path), parameters={"FAST": fast}, kernel_name="python3",
@@ -60,6 +67,14 @@ def run_notebook(path: Path, out_dir: Path, fast: bool, timeout: int) -> dict:
         status, detail = "failed", f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
     return {"notebook": path.name, "status": status, "seconds": round(time.perf_counter() - start, 1),
             "output": str(out_path), "detail": detail}
+
+
+def fit_summary(fits_log: Path) -> dict:
+    """Counts over ``fits.jsonl``: training runs, those that stopped on a plateau, those still rising."""
+    rows = [json.loads(line) for line in fits_log.read_text().splitlines()] if fits_log.exists() else []
+    rising = sum(r["still_rising"] for r in rows)
+    return {"fits": len(rows), "stopped_before_cap": sum(r["epochs_run"] < r["max_epochs"] for r in rows),
+            "still_rising": rising, "still_rising_share": rising / len(rows) if rows else 0.0}
 
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -100,17 +115,25 @@ def is_prose_cell(source: str) -> bool:
     return any(call in source for call in PROSE_CALLS)
 
 
+PROSE_TITLE = "# @title Text built from this run's numbers (double-click to see the code)"
+
+
 def hide_prose(path: Path) -> int:
-    """Collapse the source of every prose cell in JupyterLab (metadata ``jupyter.source_hidden``);
-    returns how many cells changed. Their outputs, the text itself, stay visible."""
+    """Collapse the source of every prose cell, in JupyterLab (metadata ``jupyter.source_hidden``) and on
+    Colab (``cellView: form`` and a ``# @title`` first line: Colab ignores JupyterLab's flag); returns how
+    many cells changed. Their outputs, the text itself, stay visible."""
     import nbformat
 
     nb, changed = nbformat.read(path, as_version=4), 0
     for cell in nb.cells:
-        if cell.cell_type == "code" and is_prose_cell(cell.source):
-            if not cell.metadata.get("jupyter", {}).get("source_hidden"):
-                cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
-                changed += 1
+        if cell.cell_type != "code" or not is_prose_cell(cell.source):
+            continue
+        before = (dict(cell.metadata), cell.source)
+        cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+        cell.metadata["cellView"] = "form"
+        if not cell.source.lstrip().startswith("# @title"):
+            cell.source = f"{PROSE_TITLE}\n{cell.source}"
+        changed += (dict(cell.metadata), cell.source) != before
     if changed:
         nbformat.write(nb, path)
     return changed
@@ -120,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute every notebook in notebooks/ headless")
-    run.add_argument("--fast", action="store_true", default=os.environ.get("COURSE_FAST") == "1",
-                     help="small data and few epochs (also env COURSE_FAST=1)")
+    run.add_argument("--fast", action="store_true", default=is_fast(),
+                     help="small data and few epochs (also env COURSE_FAST=1 / true / yes / on)")
     run.add_argument("--out", type=Path, default=repo_root() / "out", help="where executed notebooks go")
     run.add_argument("--only", help="run only notebooks whose file name contains this text")
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")
@@ -163,18 +186,24 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     mode = "FAST" if args.fast else "full"
     print(f"course run: executing {len(notebooks)} notebook(s) in {mode} mode -> {out_dir}")
+    fits_log = args.out / ("solutions_fits.jsonl" if args.solutions else "fits.jsonl")
+    fits_log.unlink(missing_ok=True)   # one line per training run of this run only
     results = []
     for path in notebooks:
-        result = run_notebook(path, out_dir, args.fast, args.timeout)
+        result = run_notebook(path, out_dir, args.fast, args.timeout, fits_log)
         results.append(result)
         print(f"  {result['status']:>6}  {result['seconds']:7.1f} s  {path.name}  {result['detail']}", flush=True)
     total = sum(r["seconds"] for r in results)
-    summary = {"mode": mode, "total_seconds": round(total, 1), "notebooks": results}
+    summary = {"mode": mode, "total_seconds": round(total, 1), "notebooks": results, "fits": fit_summary(fits_log)}
     summary_path = args.out / ("solutions_summary.json" if args.solutions else "summary.json")
     summary_path.write_text(json.dumps(summary, indent=2))
     failed = [r for r in results if r["status"] != "ok"]
     print(f"course run: {len(results) - len(failed)} ok, {len(failed)} failed, {total:.0f} s in all; "
           f"summary in {summary_path}")
+    fits = summary["fits"]
+    if fits["fits"]:
+        print(f"course run: {fits['fits']} training runs, {fits['still_rising']} hit the epoch cap while validation "
+              f"still rose ({fits['still_rising_share']:.0%}); one line each in {fits_log}")
     print("Open the course in JupyterLab with:  .venv/bin/jupyter lab notebooks/")
     return 1 if failed else 0
 
