@@ -322,7 +322,8 @@ def load_dataset(name: str, split: str = "train", per_class=None, image_size: in
         raise ValueError(f"image_size must be an int in [8, 1024], got {image_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return loader(split, image_size, int(seed), per_class, **options)
+    # Val and test never depend on the seed: every run of a comparison is scored on the same items.
+    return loader(split, image_size, int(seed) if split == "train" else 0, per_class, **options)
 
 
 def subsample(imageset: ImageSet, per_class: int, seed: int = 0) -> ImageSet:
