@@ -18,10 +18,11 @@ import pytest
 from course_utils import config
 from course_utils.tooling import colab, colab_setup, runner
 from course_utils.grading.release import release_text, run_release
+from course_utils.tooling.notebooks import lessons, solutions
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = lessons(ROOT)
+SOLUTIONS = solutions(ROOT)
 EXERCISES = sorted((ROOT / "exercises" / "source").glob("*.ipynb"))
 RELEASES = sorted((ROOT / "exercises" / "release").glob("*.ipynb"))
 # every committed notebook that carries the cells, with the folder its badge opens: an exercise's

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from course_utils.tooling.notebooks import lessons, solutions
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = lessons(ROOT)
 # the worked solutions follow the same rules for prose, outputs, parameters and choosing on validation
-WITH_SOLUTIONS = NOTEBOOKS + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+WITH_SOLUTIONS = NOTEBOOKS + solutions(ROOT)
 
 
 def _cells(path):
@@ -63,7 +64,7 @@ def test_transfer_note_has_five_fields(path):
 def test_prose_cells_are_collapsed(path):
     """Cells that render generated text keep their source collapsed, in JupyterLab and on Colab
     (run `course hide-prose`)."""
-    from course_utils.tooling.runner import is_prose_cell
+    from course_utils.tooling.notebooks import is_prose_cell
 
     for cell in _cells(path):
         if cell["cell_type"] == "code" and is_prose_cell(_src(cell)):

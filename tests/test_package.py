@@ -10,10 +10,10 @@ import nbformat
 import pytest
 
 import course_utils
+from course_utils.tooling.notebooks import lessons, solutions
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = (sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-             + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = (lessons(ROOT) + solutions(ROOT)
              + sorted((ROOT / "exercises" / "source").glob("*.ipynb")))
 
 
@@ -54,3 +54,58 @@ def test_notebook_imports_public_verbs_from_the_package(path):
         assert module == "course_utils", f"{path.name} imports from {module}; use `from course_utils import ...`"
         private = [n for n in names if n.startswith("_") or n not in course_utils.__all__]
         assert not private, f"{path.name} imports names that are not public verbs: {private}"
+
+
+def _course_imports_of(path: Path, package: Path) -> set[str]:
+    """The course_utils modules one file imports (at the top or inside a function)."""
+    me = ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+    here = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(here[:len(here) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m.startswith("course_utils")}
+
+
+def import_cycles(package: Path) -> list[list[str]]:
+    """Cycles in the graph of which course_utils module imports which (the package root excluded:
+    its lazy exports import everything on purpose)."""
+    modules = {".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {m: {d for d in _course_imports_of(p, package) if d in modules and d not in (m, "course_utils")}
+             for m, p in modules.items() if m != "course_utils"}
+    cycles, state = [], {}
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return cycles
+
+
+def test_the_package_has_no_import_cycle():
+    assert import_cycles(ROOT / "course_utils") == []
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path):
+    package = tmp_path / "course_utils"
+    (package / "tooling").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "tooling" / "__init__.py").write_text("")
+    (package / "tooling" / "runner.py").write_text("from course_utils.tooling import site\n")
+    (package / "tooling" / "site.py").write_text("def f():\n    from course_utils.tooling.runner import main\n")
+    assert import_cycles(package) == [["course_utils.tooling.runner", "course_utils.tooling.site",
+                                       "course_utils.tooling.runner"]]

@@ -9,10 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from course_utils.tooling.notebooks import lessons, solutions
 
 ROOT = Path(__file__).resolve().parent.parent
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-WITH_SOLUTIONS = LESSONS + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = lessons(ROOT)
+WITH_SOLUTIONS = LESSONS + solutions(ROOT)
 
 # A typed number right before one of these words names a setting that a constant of the notebook holds.
 SETTING = re.compile(r"\b(\d+|a single|one)(?:\s|-)(epochs?|seeds?|(?:training )?(?:images|sentences|views|crops) "

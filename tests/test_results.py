@@ -8,6 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from course_utils.tooling import results
+from course_utils.tooling.notebooks import lessons, solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = base64.b64decode(  # a 1x1 PNG
@@ -151,7 +152,7 @@ def test_missing_run_says_what_to_do(tmp_path):
 
 
 def test_every_course_notebook_contributes_results():
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in lessons(ROOT):
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if results.RESULT_TAG in c.metadata.get("tags", [])]
         assert tagged, f"{path.name} has no cell tagged `{results.RESULT_TAG}`"

@@ -25,6 +25,7 @@ import pytest
 
 from course_utils.config import repo_root
 from course_utils.tooling import site
+from course_utils.tooling.notebooks import GLOB
 
 REPO = "https://github.com/someone/tl-course"
 BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
@@ -208,7 +209,7 @@ def notebook_figures(path: Path) -> int:
 def check_notebook_pages(result: dict, site_dir: Path, executed: Path) -> list[str]:
     """Each executed notebook has its page, with its Colab badge and at least its figures rendered."""
     problems = []
-    for nb in sorted(executed.glob(site.NOTEBOOK_GLOB)):
+    for nb in sorted(executed.glob(GLOB)):
         page = (site_dir / "notebooks" / nb.with_suffix(".html").name).resolve()
         facts = result["pages"].get(page)
         if facts is None:
@@ -308,17 +309,21 @@ def test_real_site_in_chromium(browser):
     print("out/site:", report(result))
 
 
-def test_course_runs_fast_first_only_when_nothing_was_executed(tmp_path, monkeypatch):
+def test_course_site_runs_the_course_fast_first_only_when_nothing_was_executed(tmp_path, monkeypatch):
     from course_utils.tooling import runner
 
-    calls = []
-    monkeypatch.setattr(runner, "main", lambda argv: calls.append(argv) or 0)
-    site.ensure_executed(tmp_path / "out")
-    assert calls == [["run", "--fast", "--out", str(tmp_path / "out")]]
+    runs, builds = [], []
+    real_main = runner.main
+    monkeypatch.setattr(runner, "main", lambda argv: runs.append(argv) or 0)
+    monkeypatch.setattr(site, "main", lambda args: builds.append(args.out) or 0)
+    assert real_main(["site", "--out", str(tmp_path / "out")]) == 0
+    assert runs == [["run", "--fast", "--out", str(tmp_path / "out")]] and len(builds) == 1
     write_tiny_course(tmp_path)
-    site.ensure_executed(tmp_path / "out")
-    assert len(calls) == 1
+    assert real_main(["site", "--out", str(tmp_path / "out")]) == 0
+    assert len(runs) == 1 and len(builds) == 2
     assert "FAST mode" in site.run_mode(tmp_path / "out")
+    with pytest.raises(RuntimeError, match="no executed notebooks"):
+        site.build_site(root=tmp_path, out=tmp_path / "empty", site=tmp_path / "site")
 
 
 def test_missing_chromium_fails_with_a_clear_message(monkeypatch):

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from course_utils.tooling.notebooks import lessons, solutions
 
 ROOT = Path(__file__).resolve().parent.parent
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = lessons(ROOT)
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 
 

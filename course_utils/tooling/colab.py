@@ -23,12 +23,12 @@ from string import Template
 import nbformat
 
 from course_utils.config import COLAB_CLONE, repo_root
+from course_utils.tooling.notebooks import LESSONS, SOLUTIONS, lessons, solutions
 from course_utils.grading.release import run_release
 from course_utils.grading.spec import ExerciseError
 
 BRANCH = "main"  # the branch the badges open
-NOTEBOOKS = "notebooks"
-SOLUTIONS = "notebooks/solutions"  # one worked-solutions notebook per lesson
+NOTEBOOKS = LESSONS  # folders; one worked-solutions notebook per lesson in SOLUTIONS
 EXERCISE_SOURCE = "exercises/source"  # instructors' notebooks, with solutions
 EXERCISE_RELEASE = "exercises/release"  # generated from them; the exercises' badges open these
 SETUP_TAG = "colab-setup"
@@ -89,8 +89,7 @@ def targets(root: Path | None = None) -> list[tuple[Path, str]]:
     """(notebook ``course colab`` writes, folder its badge opens): the course notebooks, their worked
     solutions, then the exercises' source notebooks, whose badges open their release copies."""
     root = root or repo_root()
-    return ([(p, NOTEBOOKS) for p in sorted((root / NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))]
-            + [(p, SOLUTIONS) for p in sorted((root / SOLUTIONS).glob("[0-9][0-9]_*.ipynb"))]
+    return ([(p, NOTEBOOKS) for p in lessons(root)] + [(p, SOLUTIONS) for p in solutions(root)]
             + [(p, EXERCISE_RELEASE) for p in sorted((root / EXERCISE_SOURCE).glob("*.ipynb"))])
 
 

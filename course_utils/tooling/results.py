@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 
 from course_utils.config import repo_root
+from course_utils.tooling.notebooks import find_notebooks
 
 RESULT_TAG = "result"
 _STYLE = re.compile(r"<style.*?</style>", re.DOTALL)
@@ -105,7 +106,7 @@ def _cpu_model() -> str:
 
 def render(run_dir: Path, page: Path) -> Path:
     """Write ``page`` and its figures (``<page dir>/results/``) from the run in ``run_dir``."""
-    executed = sorted((run_dir / "course" / "full" / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    executed = find_notebooks(run_dir / "course" / "full" / "notebooks")
     if not executed:
         raise FileNotFoundError(f"no executed notebooks in {run_dir / 'course' / 'full' / 'notebooks'}: "
                                 "run `course results` (without --render-only) first")
@@ -236,7 +237,7 @@ def update_runtimes(run_dir: Path, notebooks_dir: Path) -> list[str]:
     if info is None:
         return []
     changed = []
-    for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+    for path in find_notebooks(notebooks_dir):
         if path.name not in seconds["fast"] or path.name not in seconds["full"]:
             continue
         nb = nbformat.read(path, as_version=4)

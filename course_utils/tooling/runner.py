@@ -20,11 +20,7 @@ from pathlib import Path
 from course_utils.tooling import results as results_page
 from course_utils.tooling import site as site_page
 from course_utils.config import is_fast, repo_root
-
-
-def find_notebooks(folder: Path, only: str | None = None) -> list[Path]:
-    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
-    return [p for p in notebooks if only is None or only in p.name]
+from course_utils.tooling.notebooks import SOLUTIONS, LESSONS, find_notebooks, is_prose_cell
 
 
 def kernel_config():
@@ -107,14 +103,6 @@ def strip_outputs(path: Path, executed: Path | None = None) -> int:
     return kept
 
 
-PROSE_CALLS = ("say(", "transfer_note(", "Markdown(")
-
-
-def is_prose_cell(source: str) -> bool:
-    """A code cell whose job is to render text built from the run (``say``, ``transfer_note``, Markdown)."""
-    return any(call in source for call in PROSE_CALLS)
-
-
 PROSE_TITLE = "# @title Text built from this run's numbers (double-click to see the code)"
 
 
@@ -161,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     site_page.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "site":
+        out = args.out or repo_root() / "out"
+        if not site_page.executed_notebooks(out):
+            print("course site: no executed notebooks in out/notebooks/: running `course run --fast` first")
+            main(["run", "--fast", "--out", str(out)])
         return site_page.main(args)
     if args.command == "results":
         return results_page.main(args)
@@ -177,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{nb}: kept outputs of {strip_outputs(nb, executed)} checked cell(s)")
         return 0
 
-    folder = "notebooks/solutions" if args.solutions else "notebooks"
+    folder = SOLUTIONS if args.solutions else LESSONS
     notebooks = find_notebooks(repo_root() / folder, args.only)
     if not notebooks:
         print(f"course run: no notebooks found in {folder}/ (nothing to execute yet)")

@@ -26,8 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from course_utils.tooling.notebooks import find_notebooks, is_prose_cell, lessons
+
 DOCS = ("docs/RESULTS.md", "docs/GRADING.md", "docs/NOTEBOOKS.md")
-NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 # A markdown link or image target: ](target) or ](target "title"). Targets that are not files of
 # the repository (code like `f(a, b)` in a fence) are left exactly as they are.
 LINK = re.compile(r"(\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
@@ -57,17 +58,8 @@ suppress_warnings = ["myst.header", "mystnb.unknown_mime_type"]
 
 
 def executed_notebooks(out: Path) -> list[Path]:
-    return sorted((out / "notebooks").glob(NOTEBOOK_GLOB))
-
-
-def ensure_executed(out: Path) -> None:
-    """Run the course in FAST mode first when out/notebooks/ has no executed notebook."""
-    if executed_notebooks(out):
-        return
-    from course_utils.tooling import runner
-
-    print("course site: no executed notebooks in out/notebooks/: running `course run --fast` first")
-    runner.main(["run", "--fast", "--out", str(out)])
+    """The executed lessons of a course run (``course site`` runs the course in FAST first when none)."""
+    return find_notebooks(Path(out) / "notebooks")
 
 
 def run_mode(out: Path) -> str:
@@ -84,7 +76,7 @@ def run_mode(out: Path) -> str:
 def page_sources(root: Path, out: Path) -> dict[str, Path]:
     """Staged path (relative, posix) -> the file it is copied from, in site order."""
     pages = {"index.md": root / "README.md"}
-    for name in sorted(p.name for p in (root / "notebooks").glob(NOTEBOOK_GLOB)):
+    for name in [p.name for p in lessons(root)]:
         executed = out / "notebooks" / name
         pages[f"notebooks/{name}"] = executed if executed.exists() else root / "notebooks" / name
     pages.update({doc: root / doc for doc in DOCS if (root / doc).exists()})
@@ -133,8 +125,6 @@ def stage_notebook(source: Path, dest: Path, fix_links, executed: bool) -> None:
     """Copy a notebook for the site: links fixed, papermill's injected cell removed, the source of
     prose cells (collapsed in JupyterLab) hidden so their text reads as text."""
     import nbformat
-
-    from course_utils.tooling.runner import is_prose_cell
 
     nb = nbformat.read(source, as_version=4)
     for cell in nb.cells:
@@ -192,7 +182,9 @@ def build_site(root: Path | None = None, out: Path | None = None, site: Path | N
     out = Path(out or root / "out")
     site = Path(site or root / "out" / "site")
     start = time.perf_counter()
-    ensure_executed(out)
+    if not executed_notebooks(out):
+        raise RuntimeError(f"no executed notebooks in {out / 'notebooks'}: run `course run` (or `course site`, "
+                           "which runs the course in FAST mode first) before building the site")
     work = site.parent / "site-build"  # sources, doctrees and myst-nb's jupyter_execute/ beside html/
     mode = run_mode(out)
     pages = stage(root, out, work / "src", mode)
