@@ -64,11 +64,16 @@ def cached_embeddings(backbone, data, *, normalize: bool = True, batch_size: int
     changing any of them recomputes. A corrupt or mismatched file is detected and rebuilt.
     """
     x = data.x if hasattr(data, "x") else data
-    prep = {"normalize": normalize, "mean": backbone.mean, "std": backbone.std, "size": tuple(x.shape[1:])}
-    key = fingerprint(backbone.name, module_fingerprint(backbone.features), x, prep)
+    key = embedding_key(backbone, x, normalize)
     path = Path(directory or cache_dir() / "embeddings") / f"{backbone.name}-{key}.pt"
     return cached_rows(path, len(x), lambda: embed(backbone.features, x, batch_size, device,
                                                    backbone.normalize if normalize else None))
+
+
+def embedding_key(backbone, x: torch.Tensor, normalize: bool = True) -> str:
+    """The cache key of ``cached_embeddings``: the backbone's weights, the images and the preprocessing."""
+    prep = {"normalize": normalize, "mean": backbone.mean, "std": backbone.std, "size": tuple(x.shape[1:])}
+    return fingerprint(backbone.name, module_fingerprint(backbone.features), x, prep)
 
 
 def cached_rows(path: Path, rows: int, compute) -> torch.Tensor:

@@ -36,6 +36,8 @@ BENCHMARKS = {
     "cached_head": [],
     "grader_throughput": ["--exercise", "ex01_freeze_and_probe", "--fast", "--n", "6"],
     "backbone_throughput": [],
+    "prefix_cache": [],
+    "bf16_training": [],
 }
 
 
