@@ -113,3 +113,54 @@ def test_prompted_model_trains_only_the_prompt_when_the_model_is_frozen():
     model(torch.rand(4, 3, 8, 8)).sum().backward()
     assert model.prompt.values.grad is not None and model.prompt.values.grad.abs().sum() > 0
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["prompt.values"]
+
+
+def test_fit_dann_updates_the_features_with_the_reversed_domain_gradient(monkeypatch):
+    """One SGD step of fit_dann against the update computed by hand: the features move along the label
+    gradient *minus* the domain gradient, the domain head along its own gradient. Without the reversal
+    inside fit_dann the features would move along the sum, and this fails."""
+    import copy
+
+    from course_utils import dann
+
+    monkeypatch.setattr(dann, "dann_strength", lambda progress: 1.0)   # full strength from the first step
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    model.add_module("head", nn.Linear(4, 2))
+    dom = domain_classifier(4, hidden=8)
+    src, tgt = _toy(16), _toy(16, seed=2)
+    m0, d0 = copy.deepcopy(model), copy.deepcopy(dom)
+    lr = 0.1
+    fit_dann(model, dom, src, tgt.x, 1, torch.optim.SGD(list(model.parameters()) + list(dom.parameters()), lr),
+             batch_size=16, seed=0, bn_eval=False, device="cpu")
+    gen = torch.Generator().manual_seed(0)   # the batch fit_dann drew
+    order = torch.randperm(16, generator=gen)
+    tidx = torch.randint(16, (16,), generator=gen)
+    feats = m0.features(torch.cat([src.x[order], tgt.x[tidx]]))
+    label_loss = F.cross_entropy(m0.head(feats[:16]), src.y[order])
+    domain_loss = F.binary_cross_entropy_with_logits(dom_out := d0(feats).squeeze(1),
+                                                     torch.cat([torch.zeros(16), torch.ones(16)]))
+    body = list(m0.features.parameters())
+    g_label = torch.autograd.grad(label_loss, body, retain_graph=True)
+    g_domain = torch.autograd.grad(domain_loss, body + list(d0.parameters()))
+    for after, before, gl, gd in zip(model.features.parameters(), body, g_label, g_domain):
+        torch.testing.assert_close(after, before - lr * (gl - gd))
+    for after, before, gd in zip(dom.parameters(), d0.parameters(), g_domain[len(body):]):
+        torch.testing.assert_close(after, before - lr * gd)
+    assert dom_out.shape == (32,)
+
+
+def test_distill_ends_with_the_best_validation_epochs_weights():
+    """The kept weights are the best epoch's, not the last one's: scored again, they give the best val
+    accuracy, and a rising-then-falling run ends below its last epoch's weights."""
+    from course_utils.train import evaluate
+
+    train, val = _toy(), _toy(seed=1)
+    teacher = torch.randn(len(train.y), 2, generator=torch.Generator().manual_seed(5)) * 5  # a misleading teacher
+    student = _tiny_net()
+    torch.manual_seed(0)
+    hist = distill(student, train, teacher, 12, torch.optim.Adam(student.parameters(), 5e-2), temperature=2.0,
+                   alpha=0.5, val=val, device="cpu")
+    assert evaluate(student, val) == pytest.approx(hist.val_acc[hist.best_epoch])
+    assert hist.epoch_kept == hist.best_epoch + 1

@@ -48,7 +48,14 @@ def test_in_a_kernel_with_ipywidgets_the_bar_is_a_widget():
     assert kind == "widget" and warned == "warnings: []"
 
 
-def test_fit_uses_these_bars():
-    import course_utils.progress
-    import course_utils.train
-    assert course_utils.train.tqdm is course_utils.progress.tqdm
+def test_fit_shows_a_bar_named_after_the_run_only_when_asked(capfd):
+    import torch
+
+    from course_utils.train import fit
+
+    x, y = torch.randn(8, 3), torch.arange(8) % 2
+    model = torch.nn.Linear(3, 2)
+    fit(model, (x, y), 2, torch.optim.SGD(model.parameters(), lr=0.1), progress=True, label="probe run")
+    shown = capfd.readouterr().err
+    fit(model, (x, y), 2, torch.optim.SGD(model.parameters(), lr=0.1), progress=False, label="probe run")
+    assert "probe run" in shown and "/2 " in shown and "probe run" not in capfd.readouterr().err

@@ -42,10 +42,15 @@ def test_finetune_does_not_touch_the_loaded_backbone(lite0):
     assert all(torch.equal(a, b) for a, b in zip(before, list(lite0.features.parameters())[:5]))
 
 
-def test_feature_distance_zero_for_same_model(lite0):
+def test_feature_distance_zero_for_same_model_and_one_for_doubled_embeddings(lite0):
     ref = recipes.frozen_copy(lite0.features)
     x = _toy_set(2).x
     assert recipes.feature_distance(ref, lite0.features, x, lite0) < 1e-5
+
+    class Doubled(torch.nn.Module):   # every embedding twice as long: |2f - f| / |f| = 1 exactly
+        def forward(self, inputs):
+            return 2 * ref(inputs)
+    assert recipes.feature_distance(ref, Doubled(), x, lite0) == pytest.approx(1.0, abs=1e-5)
 
 
 def _explained_by(out, x, dy, dx):
