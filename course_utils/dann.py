@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from course_utils.layers import set_bn_eval
 from course_utils.repro import get_device
-from course_utils.train import History, run_epochs
+from course_utils.train import History, run_epochs, step
 
 
 class _Reverse(torch.autograd.Function):
@@ -68,8 +68,8 @@ def fit_dann(model: nn.Sequential, domain_head: nn.Module, source, target_x: tor
             set_bn_eval(model)
         order = torch.randperm(len(source.y), generator=gen)
         total = 0.0
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
+        for batch in range(steps_per_epoch):
+            idx = order[batch * batch_size:(batch + 1) * batch_size]
             tidx = torch.randint(len(target_x), (len(idx),), generator=gen)
             xs, ys = source.x[idx].to(device), source.y[idx].to(device)
             # source-only (weight 0) skips the target batch: same batches and steps, half the compute
@@ -78,13 +78,11 @@ def fit_dann(model: nn.Sequential, domain_head: nn.Module, source, target_x: tor
             label_loss = F.cross_entropy(model.head(feats[:len(idx)]), ys)
             loss = label_loss
             if weight:
-                strength = dann_strength((epoch * steps_per_epoch + step) / (epochs * steps_per_epoch))
+                strength = dann_strength((epoch * steps_per_epoch + batch) / (epochs * steps_per_epoch))
                 domain = torch.cat([torch.zeros(len(idx)), torch.ones(len(idx))]).to(device)
                 loss = loss + weight * F.binary_cross_entropy_with_logits(
                     domain_head(reverse_gradient(feats, strength)).squeeze(1), domain)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(optimizer, loss)
             total += label_loss.item() * len(idx)
         return total / len(source.y), None
 

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils.repro import get_device
-from course_utils.train import History, predict, run_epochs
+from course_utils.train import History, predict, run_epochs, step
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
@@ -60,11 +60,8 @@ def distill(student: nn.Module, train, soft_targets: torch.Tensor, epochs: int, 
         total = 0.0
         for xb, yb, tb in loader:
             xb, yb, tb = xb.to(device), yb.to(device), tb.to(device)
-            loss = distillation_loss(student(transform(xb) if transform else xb), tb, yb,
-                                     temperature=temperature, alpha=alpha)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = step(optimizer, distillation_loss(student(transform(xb) if transform else xb), tb, yb,
+                                                     temperature=temperature, alpha=alpha))
             total += loss.item() * len(yb)
         return total / len(train.y), None
 

@@ -171,10 +171,10 @@ def _prefix_activations(model, backbone, frozen: int, data) -> torch.Tensor:
     prefix = nn.Sequential(*model.features.groups()[:frozen]).eval()
     channels_last = getattr(model.features, "channels_last", False)
 
-    def run(x):
+    def prepare(x):
         x = backbone.normalize(x)
-        return prefix(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
-    return predict(_Lambda(run), data.x, batch_size=EMBED_BATCH)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return predict(prefix, data.x, batch_size=EMBED_BATCH, transform=prepare)
 
 
 def frozen_prefix(model, backbone, frozen: int, *datasets):
@@ -184,17 +184,6 @@ def frozen_prefix(model, backbone, frozen: int, *datasets):
         raise ValueError(f"frozen must be 1..{len(model.features.groups())} feature groups, got {frozen}")
     cached = [None if d is None else (_prefix_activations(model, backbone, frozen, d), d.y) for d in datasets]
     return _Top(model, frozen), cached
-
-
-class _Lambda(nn.Module):
-    """A function as a module (so ``predict`` can batch it)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 def lp_ft(backbone, train, test, *, epochs: int = 5, lr: float = 1e-4, seed: int = 0, bn_eval: bool = True,

@@ -191,6 +191,16 @@ def score_epoch(history: History, model: nn.Module, epoch: int, val_data, device
     return False
 
 
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+    """One gradient step on ``loss`` (clear, backward, update); a NaN/inf loss stops with the likely cause."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError("the loss became NaN/inf: the learning rate is probably too large")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def train_epoch(model, loader, optimizer, device, transform, bn_eval) -> tuple[float, float]:
     model.train()
     if bn_eval:
@@ -199,12 +209,7 @@ def train_epoch(model, loader, optimizer, device, transform, bn_eval) -> tuple[f
     for xb, yb in loader:
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         logits = model(transform(xb) if transform else xb)
-        loss = nn.functional.cross_entropy(logits, yb)
-        if not torch.isfinite(loss):
-            raise FloatingPointError("the loss became NaN/inf: the learning rate is probably too large")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = step(optimizer, nn.functional.cross_entropy(logits, yb))
         total_loss += loss.item() * len(yb)
         correct += (logits.argmax(1) == yb).sum().item()
         seen += len(yb)

@@ -88,6 +88,14 @@ def _code_trees(path):
             yield src, ast.parse(code)
 
 
+def _nodes(path):
+    """Every ast node of the notebook's code as (cell source, node, called name or "")."""
+    for src, tree in _code_trees(path):
+        for node in ast.walk(tree):
+            func = getattr(node, "func", None) if isinstance(node, ast.Call) else None
+            yield src, node, (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+
+
 def _identifiers(node) -> list[str]:
     """Every name, attribute, keyword and string constant inside ``node``."""
     out = []
@@ -114,17 +122,8 @@ def _is_prediction(call: ast.Call) -> bool:
 def choices_reading_test(path) -> list[str]:
     """Selections (argmax, idxmax, max, sorted, ...) whose expression - receiver, arguments, over any
     number of lines - reads something named test. Read as code (ast), not line by line."""
-    found = []
-    for src, tree in _code_trees(path):
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in CHOOSERS and not _is_prediction(node):
-                if any(TEST_NAME.search(i) for i in _identifiers(node)):
-                    found.append(ast.get_source_segment(src, node) or name)
-    return found
+    return [ast.get_source_segment(src, node) or name for src, node, name in _nodes(path)
+            if name in CHOOSERS and not _is_prediction(node) and any(TEST_NAME.search(i) for i in _identifiers(node))]
 
 
 @pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
@@ -134,12 +133,15 @@ def test_nothing_is_chosen_on_test(path):
     assert not found, f"a choice reads the test set: {found[0]!r}; choose on 'val'"
 
 
-def test_the_test_reading_check_sees_a_choice_split_across_lines(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "best = table[\n    'accuracy'\n].where(table.split == 'test'\n).idxmax()\n"
-        "pred = model(test.x).argmax(1)\nlr = max(val_scores, key=val_scores.get)")])
+def _one_cell(tmp_path, code: str) -> Path:
     path = tmp_path / "nb.ipynb"
-    nbformat.write(nb, path)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), path)
+    return path
+
+
+def test_the_test_reading_check_sees_a_choice_split_across_lines(tmp_path):
+    path = _one_cell(tmp_path, "best = table[\n    'accuracy'\n].where(table.split == 'test'\n).idxmax()\n"
+                               "pred = model(test.x).argmax(1)\nlr = max(val_scores, key=val_scores.get)")
     assert len(choices_reading_test(path)) == 1   # the split-line idxmax; not the prediction, not the val choice
 
 
@@ -152,17 +154,11 @@ def hand_built_verdicts(path) -> list[str]:
     """Verdicts made another way than ``compare``: the old helpers, or a difference compared with a
     spread in code (``abs(margin) > std``)."""
     found = []
-    for src, tree in _code_trees(path):
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                func = node.func
-                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                if name in HAND_VERDICT_CALLS:
-                    found.append(ast.get_source_segment(src, node) or name)
-            elif isinstance(node, ast.Compare):
-                names = _identifiers(node)
-                if any(DIFFERENCE.search(n) for n in names) and any(NOISE.search(n) for n in names):
-                    found.append(ast.get_source_segment(src, node) or "a comparison")
+    for src, node, name in _nodes(path):
+        calls_helper = isinstance(node, ast.Call) and name in HAND_VERDICT_CALLS
+        names = _identifiers(node) if isinstance(node, ast.Compare) else []
+        if calls_helper or (any(DIFFERENCE.search(n) for n in names) and any(NOISE.search(n) for n in names)):
+            found.append(ast.get_source_segment(src, node) or name)
     return found
 
 
@@ -174,10 +170,8 @@ def test_verdict_words_come_from_compare(path):
 
 
 def test_the_verdict_check_catches_a_hand_rule(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "word = 'beats' if abs(margin) > seed_std else 'tie'\nok = compare(a, b).word\nv = verdict(m, s)")])
-    path = tmp_path / "nb.ipynb"
-    nbformat.write(nb, path)
+    path = _one_cell(tmp_path, "word = 'beats' if abs(margin) > seed_std else 'tie'\nok = compare(a, b).word\n"
+                               "v = verdict(m, s)")
     assert len(hand_built_verdicts(path)) == 2
 
 
