@@ -5,8 +5,10 @@
 --keep DIR keeps the executed notebooks (DIR/fast, DIR/full); `course results` uses them.
 --only PATTERN times only the notebooks whose file name contains PATTERN (a quick check).
 
-Targets on a 2-core CPU: FAST total <= 3 min, full total <= 15 min. Prints a table; the last
-line is the headline `full_total_s: N` (or `fast_total_s: N` with --fast-only). Totals count
+Budgets on a 2-core CPU: each notebook <= 25 s FAST and <= 5 min full; the lessons together
+<= 220 s FAST and <= 35 min full. Prints a table, the runs over budget and the fits of each
+mode (from `course run`'s fits.jsonl: how many stopped on a plateau, how many hit the cap still
+rising); the last line is the headline `full_total_s: N` (or `fast_total_s: N` with --fast-only). Totals count
 only the notebooks that ran to the end: a failed notebook stops early, so its time would make
 the total look better than the course is. If any notebook failed, the script exits with 1.
 """
@@ -19,6 +21,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+
+PER_NOTEBOOK = {True: 25, False: 300}   # seconds, FAST and full
+TOTAL = {True: 220, False: 2100}
 
 
 def run_course(fast: bool, out: Path, only: str | None = None) -> dict:
@@ -51,7 +57,18 @@ def table(summaries: dict[bool, dict]) -> tuple[list[str], list[str]]:
     totals = {f: sum(seconds[f].values()) for f in modes}
     label = "total (successful runs)" if failed else "total"
     lines.append(f"{label:<40} " + " ".join(f"{totals[f]:>9.1f}" for f in modes))
-    lines.append("targets: FAST <= 180 s, full <= 900 s")
+    lines.append(f"budgets: a notebook <= {PER_NOTEBOOK[True]} s FAST and <= {PER_NOTEBOOK[False]} s full; "
+                 f"the lessons <= {TOTAL[True]} s FAST and <= {TOTAL[False]} s full")
+    over = [f"{name} ({'FAST' if f else 'full'} {secs:.0f} s)" for f in modes for name, secs in seconds[f].items()
+            if secs > PER_NOTEBOOK[f]] + [f"total {'FAST' if f else 'full'} {totals[f]:.0f} s" for f in modes
+                                          if totals[f] > TOTAL[f]]
+    lines.append(f"over budget: {', '.join(over) if over else 'none'}")
+    for f in modes:
+        fits = summaries[f].get("fits")
+        if fits and fits.get("fits"):
+            lines.append(f"{'FAST' if f else 'full'} fits: {fits['fits']} training runs, {fits['stopped_before_cap']} "
+                         f"stopped on a validation plateau, {fits['still_rising']} hit the cap still rising "
+                         f"({fits['still_rising_share']:.0%})")
     if failed:
         lines.append(f"FAILED: {len(failed)} run(s), left out of the totals: {', '.join(failed)}")
     lines += [f"{'fast' if f else 'full'}_total_s: {totals[f]:.0f}" for f in modes]
