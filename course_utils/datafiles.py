@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import tempfile
 import zipfile
@@ -78,9 +77,7 @@ def sha256_file(path: Path) -> str:
 def verify(path: Path, name: str | None = None) -> Path:
     """Check ``path`` against the registry sha256 of ``name`` (default: its file name); memoized."""
     name = name or path.name
-    entry = dict(FILES[name])
-    # The grader's sandbox swaps in a copy without the graded objects (grading/redact.py).
-    entry["sha256"] = json.loads(os.environ.get("COURSE_DATA_SHA256") or "{}").get(name, entry["sha256"])
+    entry = FILES[name]
     if not path.is_file():
         raise DataError(f"{name} is missing: looked for {path}; fix: {entry['fix']}")
     stat = path.stat()

@@ -4,6 +4,8 @@ import torch
 
 # Synthetic submissions live here; some loop forever on purpose, so nbval must never collect them.
 collect_ignore = ["grading_fixtures"]
+# The graded batches the grading tests share, each made once per session (only when a test asks).
+pytest_plugins = ["grading_fixtures.batches"]
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import psutil
 import pytest
 
 from course_utils.grading import checkserver
+from course_utils.grading.limits import Job, Limits, usable_cgroups
 
 HIDDEN = textwrap.dedent('''
     import os, subprocess, sys, time
@@ -26,6 +27,12 @@ HIDDEN = textwrap.dedent('''
     def check_crash(answers):
         os._exit(7)
 
+    def check_hog(answers):
+        hog = bytearray(600 << 20)
+        for i in range(0, len(hog), 4096):  # touch every page: 600 MB resident
+            hog[i] = 1
+        time.sleep(5)
+
     def check_hang_with_child(answers):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         with open("child.pid", "w") as fh:
@@ -35,7 +42,7 @@ HIDDEN = textwrap.dedent('''
 ''')
 
 
-def _run(tmp_path, questions, timeout=60.0):
+def _run(tmp_path, questions, timeout=60.0, job=None):
     hidden = tmp_path / "hidden_tests.py"
     hidden.write_text(HIDDEN)
     (tmp_path / "answers.json").write_text(json.dumps({"answers": {}, "arrays": []}))
@@ -44,7 +51,7 @@ def _run(tmp_path, questions, timeout=60.0):
     rc, timed_out = checkserver.run_checks(
         [str(hidden), str(tmp_path / "answers"), str(results), *questions], cwd=tmp_path,
         env=dict(os.environ, COURSE_CHECK_ENV="from this call"), log_path=tmp_path / "check.log",
-        timeout=timeout, marker="test-marker")
+        timeout=timeout, marker="test-marker", job=job)
     lines = results.read_text().splitlines() if results.exists() else []
     return rc, timed_out, [json.loads(line) for line in lines]
 
@@ -83,3 +90,18 @@ def test_unreadable_answers_are_this_submissions_error(tmp_path):
                                    timeout=60, marker="m2")
     row = json.loads(results.read_text().splitlines()[0])
     assert rc == 0 and row["status"] == "error" and "could not be read" in row["detail"]
+
+
+@pytest.mark.parametrize("enforcer", ["cgroup", "watchdog"])
+def test_a_check_over_the_memory_limit_is_stopped(tmp_path, enforcer):
+    """The check process has the submission's memory limit: a cgroup where the grader may make
+    one, else the watchdog, which counts only the pages the fork does not share with the server."""
+    limits = Limits(memory_mb=256)
+    parents = usable_cgroups(limits) if enforcer == "cgroup" else ()
+    if enforcer == "cgroup" and not parents:
+        pytest.skip("the grader may not create cgroups here")
+    with Job(parents, limits, unique=True) as job:
+        rc, timed_out, rows = _run(tmp_path, ["clean", "hog", "env"], job=job)
+        over = job.exceeded()
+    assert over == "memory limit 256 MB exceeded" and not timed_out, (rc, over)
+    assert [r["question"] for r in rows] == ["clean"]  # stopped at the hog

@@ -38,8 +38,11 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{SLEEPE
 time.sleep(4)  # the test kills this notebook's Dask worker now
 """
 
+TOKEN_VAR, TOKEN_VALUE = "DASK_WORKER_API_TOKEN", "tok-dask-3f9a1c7e55d0b2a4"  # in the workers' env
+
 SNOOP = """
 import os, socket
+print("SNOOP token", os.environ.get({token_var!r}, "absent"))
 def listing(path):
     try:
         return sorted(os.listdir(path))
@@ -59,9 +62,13 @@ except OSError as exc:
 
 @pytest.fixture(scope="module")
 def dask_cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as local:
-        yield local
+    os.environ[TOKEN_VAR] = TOKEN_VALUE  # the worker processes inherit it: their own secret
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      host="127.0.0.1", dashboard_address=None) as local:
+            yield local
+    finally:
+        os.environ.pop(TOKEN_VAR, None)
 
 
 def _variant(insert=(), replace=None):
@@ -105,7 +112,7 @@ def test_same_files_as_local_jobs_2_and_sandboxed_workers(dask_cluster, tmp_path
         "crash": _variant(insert=[(4, "raise KeyError(object())")]),
         "wrong": _variant(replace={3: "def add(a, b):\n    return a - b",
                                    4: "import numpy as np\nweights = np.zeros(3)", 5: "pass"}),
-        "snoop": _variant(insert=[(6, SNOOP.format(paths=snooped, port=port))]),
+        "snoop": _variant(insert=[(6, SNOOP.format(paths=snooped, port=port, token_var=TOKEN_VAR))]),
     })
     (subs / "broken.ipynb").write_text("[]", encoding="utf-8")
     outs = {"local": ["--jobs", "2"], "dask": ["--scheduler", dask_cluster.scheduler_address]}
@@ -134,6 +141,10 @@ def test_same_files_as_local_jobs_2_and_sandboxed_workers(dask_cluster, tmp_path
     visible = ast.literal_eval(seen["shared_tmp"])
     assert len(visible) == 1 and visible[0].split("-")[0] in {f"w{pid}" for pid in pids}
     assert seen["scheduler"] in ("ConnectionRefusedError", "OSError", "TimeoutError"), seen
+    # the worker's environment stays out of the kernel, hence out of every file of the batch
+    assert seen["token"] == "absent", seen
+    for path in (p for p in dask.rglob("*") if p.is_file()):
+        assert TOKEN_VALUE not in path.read_text(encoding="utf-8", errors="replace"), path
 
 
 def _snooped(executed: Path) -> dict:

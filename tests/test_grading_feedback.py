@@ -1,7 +1,8 @@
 """Feedback files (OUT_DIR/feedback/STUDENT.md) and the student's self-check (`course-grade check`).
 
-One small batch (--jobs 2) gives one student per status: ok, failed, error, timeout, invalid, plus
-a hidden check that crashes. No feedback file may quote the hidden tests or their inputs.
+The feedback comes from the shared batches (grading_fixtures/batches.py): one student per status
+(ok, failed, error, timeout, invalid) in ``fixture_batch``, and a hidden check that crashes or hangs
+in ``checks_batch``. No feedback file may quote the hidden tests or their inputs.
 """
 from __future__ import annotations
 
@@ -14,57 +15,33 @@ import nbformat
 import pytest
 
 from course_utils.grading import cli
-from course_utils.grading.batch import grade_batch
-from course_utils.grading.runner import Settings
-from course_utils.grading.spec import load_exercise
-from test_grading_batch import EXERCISE, FIXTURES, NO_SELF_CHECK, _source_nb, _variant
+from grading_fixtures.submissions import EXERCISE, FIXTURES, TIMEOUT, source_nb, variant
 
-TIMEOUT = 12
-STUDENTS = {  # student -> (notebook, notebook-level status word in the feedback)
-    "good": (lambda: _source_nb(), "passed"),
-    "wrong": (lambda: _variant(replace={3: "def add(a, b):\n    return a - b",
-                                        4: "import numpy as np\nweights = np.zeros(3)",
-                                        **NO_SELF_CHECK}), "not passed"),
-    "crash": (lambda: _variant(insert=[(4, "1 / 0")]), "could not be checked"),
-    "loop": (lambda: _variant(insert=[(4, "while True:\n    pass")]), "time limit"),
-}
+STUDENTS = {"alice": "passed", "wrong": "not passed", "crash": "could not be checked",
+            "infinite_loop": "time limit"}  # student -> notebook-level status word in the feedback
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    base = tmp_path_factory.mktemp("feedback")
-    subs = base / "subs"
-    subs.mkdir()
-    for student, (make, _) in STUDENTS.items():
-        nbformat.write(make(), str(subs / f"{student}.ipynb"))
-    (subs / "broken.ipynb").write_text("{not json", encoding="utf-8")
-    out = base / "out"
-    assert cli.main([EXERCISE, str(subs), "--out", str(out), "--timeout", str(TIMEOUT),
-                     "--jobs", "2", "--exercises-dir", str(FIXTURES)]) == 0
-    checks = base / "checks"  # a hidden check that raises, one that hangs
-    checks.mkdir()
-    shutil.copy(FIXTURES / "source" / "ex02_checks.ipynb", checks / "s1.ipynb")
-    grade_batch(load_exercise("ex02_checks", FIXTURES), checks, base / "out2",
-                Settings(timeout=30, check_timeout=3, fast=True), progress=False)
-    files = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.md")}
-    files["s1"] = (base / "out2" / "feedback" / "s1.md").read_text(encoding="utf-8")
+@pytest.fixture
+def batch(fixture_batch, checks_batch):
+    files = {p.stem: p.read_text(encoding="utf-8")
+             for p in (fixture_batch["out"] / "feedback").glob("*.md")}
+    files["s1"] = (checks_batch["out"] / "feedback" / "s1.md").read_text(encoding="utf-8")
     return files
 
 
 def test_one_file_per_student_and_status(batch):
-    assert set(batch) == {*STUDENTS, "broken", "s1"}
-    for student, (_, word) in STUDENTS.items():
+    for student, word in STUDENTS.items():
         assert word in batch[student], (student, batch[student])
-    assert "**Total: 5 of 5 points.**" in batch["good"] and "Well done" in batch["good"]
-    assert "| Q1 | 2 / 2 | passed |" in batch["good"]
+    assert "**Total: 5 of 5 points.**" in batch["alice"] and "Well done" in batch["alice"]
+    assert "| Q1 | 2 / 2 | passed |" in batch["alice"]
     wrong = batch["wrong"]
-    assert "**Total: 0 of 5 points.**" in wrong
+    assert "**Total: 1.5 of 5 points.**" in wrong  # 0 from the checks, 1.5 set by an override
     assert "add is wrong on" in wrong and "held-out MSE" in wrong and "needs < 1e-6" in wrong
     assert "Hint: one line: return the sum" in wrong  # the release notebook's own stub text
     assert "Hint: fit the three weights" in wrong  # the notebook's **Hint (Q2):** line
     assert "ZeroDivisionError" in batch["crash"] and "Restart kernel" in batch["crash"]
-    assert f"after {TIMEOUT} seconds" in batch["loop"]
-    assert "invalid JSON" in batch["broken"] and "unreadable file" in batch["broken"]
+    assert f"after {TIMEOUT} seconds" in batch["infinite_loop"]
+    assert "invalid JSON" in batch["bad_json"] and "unreadable file" in batch["bad_json"]
     assert "course-grade check" in batch["wrong"]
 
 
@@ -116,7 +93,7 @@ def _check(nb_path: Path, *extra) -> int:
 
 def test_selfcheck_good_notebook(tmp_path, capsys):
     path = tmp_path / "mine.ipynb"
-    nbformat.write(_source_nb(), str(path))
+    nbformat.write(source_nb(), str(path))
     assert _check(path) == 0
     out = capsys.readouterr().out
     assert "for ex01_add" in out and "within 30 s" in out
@@ -133,11 +110,11 @@ def test_selfcheck_broken_notebooks(tmp_path, capsys):
     assert out.count("answer missing") == 2 and "NotImplementedError" in out
     assert "the notebook stopped" in out
     failing = tmp_path / "failing.ipynb"
-    nbformat.write(_variant(replace={3: "def add(a, b):\n    return a - b"}), str(failing))
+    nbformat.write(variant(replace={3: "def add(a, b):\n    return a - b"}), str(failing))
     assert _check(failing) == 1
     assert "AssertionError" in capsys.readouterr().out  # its own visible self-check failed
     renamed = tmp_path / "renamed.ipynb"
-    nbformat.write(_variant(replace={4: "w = 0"}), str(renamed))
+    nbformat.write(variant(replace={4: "w = 0"}), str(renamed))
     assert _check(renamed, "--no-run") == 1
     assert "`weights`, which no cell" in capsys.readouterr().out
     garbage = tmp_path / "garbage.ipynb"

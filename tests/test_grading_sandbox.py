@@ -1,249 +1,46 @@
 """The sandbox, attack by attack (docs/GRADING.md, "Threat model").
 
-Every attack is one submission of ONE batch, graded with the default sandbox next to a correct
-submission. The limits are small (256 MB, 32 processes, 64 MB of disk) so that the memory,
-process and disk attacks end in seconds; the defaults go through the same code. Skipped only
-where bubblewrap truly cannot run, with the reason.
+Every attack is one submission of the shared fixture batch (grading_fixtures/batches.py:
+``fixture_batch``), graded with the default sandbox next to correct submissions, with small
+limits (256 MB, 32 processes, 64 MB of disk) so that the memory, process and disk attacks end in
+seconds; the defaults go through the same code. Skipped only where bubblewrap truly cannot run,
+with the reason.
 """
 from __future__ import annotations
 
-import csv
+import ast
 import json
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell
 
-from course_utils.config import repo_root
 from conftest import leftover_processes
 from course_utils.grading import cli, limits, sandbox
+from grading_fixtures.batches import read_rows, why_no_bwrap
+from grading_fixtures.submissions import (
+    EXERCISE, FIXTURES, HOST_PATHS, REPO, SHM_FILL, TOKEN, TOKEN_VALUE, TOKEN_VAR, variant,
+)
 
-FIXTURES = Path(__file__).parent / "grading_fixtures" / "exercises"
-EXERCISE = "ex01_add"
-REPO = repo_root()
-TOKEN = f"sandbox-attack-{secrets.token_hex(4)}"  # in every file name and process an attack makes
-LIMITS = ["--memory-mb", "256", "--max-procs", "32", "--disk-mb", "64"]
-WRONG = {3: "def add(a, b):\n    return a - b", 4: "import numpy as np\nweights = np.zeros(3)",
-         5: "pass"}
-
-
-def _why_no_bwrap() -> str | None:
-    try:
-        sandbox.prepare("bwrap")
-    except sandbox.SandboxError as exc:
-        return str(exc)
-    return None
+needs_bwrap = pytest.mark.skipif("why_no_bwrap() is not None", reason="bwrap cannot run here")
+ATTACKS = ["good", "read_secrets", "write_files", "network", "memory", "procs", "disk_file",
+           "disk_tmp", "disk_many", "graded_objects", "symlink_exfil", "env_token", "npz_bomb",
+           "host_files"]
+# What a kernel's environment may hold: the allow-list, and what the grader, bwrap and
+# ipykernel set for the kernel
+ALLOWED_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_", "TMPDIR", "TZ", "COURSE_", "JUPYTER_",
+               "PYTHON", "PYDEVD_", "OMP_", "MKL_", "MPLBACKEND", "CUDA_VISIBLE_DEVICES",
+               "JPY_", "CLICOLOR", "FORCE_COLOR", "TERM", "PAGER", "GIT_PAGER", "PWD")
 
 
-NO_BWRAP = _why_no_bwrap()
-if NO_BWRAP:
-    print(f"test_grading_sandbox: bubblewrap cannot run here: {NO_BWRAP}", file=sys.stderr)
-needs_bwrap = pytest.mark.skipif(NO_BWRAP is not None, reason=f"bwrap cannot run: {NO_BWRAP}")
-
-
-def _nb(attack: str = "", replace=None):
-    """The fixture's solution notebook, cells replaced, with ``attack`` as a last cell."""
-    nb = nbformat.read(str(FIXTURES / "source" / f"{EXERCISE}.ipynb"), as_version=4)
-    for index, code in (replace or {}).items():
-        nb.cells[index].source = code
-    if attack:
-        nb.cells.append(new_code_cell(attack))
-    return nb
-
-
-def _read_secrets(exercises: Path, subs: Path, out: Path) -> str:
-    # Copy the solution from wherever it can be found; print what was visible.
-    places = [exercises / "source" / "*", exercises / "grading" / "*", REPO / "exercises" / "*" / "*",
-              REPO / ".git" / "*", subs / "*", out / "*", "/tmp/course-grade-*/*/work/*"]
-    return f"""
-import glob, json, os
-own = os.getcwd()
-found = sorted(p for pattern in {[str(p) for p in places]!r} for p in glob.glob(pattern)
-               if not p.startswith(own))
-print("FOUND", found)
-for path in [{str(exercises / "source" / f"{EXERCISE}.ipynb")!r}, {str(subs / "good.ipynb")!r}]:
-    try:
-        cells = json.load(open(path))["cells"]
-    except OSError as exc:
-        print("UNREADABLE", type(exc).__name__)
-        continue
-    for cell in cells[3:5]:
-        exec("".join(cell["source"]))
-"""
-
-
-def _write_files(exercises: Path) -> str:
-    targets = [REPO / "course_utils" / "__init__.py", REPO / f"{TOKEN}.txt",
-               REPO / "exercises" / "grading" / f"{TOKEN}.py", exercises / "grading" / f"{EXERCISE}.py",
-               Path(sys.prefix) / f"{TOKEN}.pth", Path("/var/tmp") / TOKEN]
-    kept = [Path("/tmp") / TOKEN, Path("/dev/shm") / TOKEN, f"~/{TOKEN}", f"../work/{TOKEN}"]
-    return f"""
-import os, subprocess, sys
-for path in {[str(p) for p in targets]!r}:
-    try:
-        with open(path, "a") as fh:
-            fh.write("hacked = True\\n")
-        print("WROTE", path)
-    except OSError as exc:
-        print("DENIED", path, type(exc).__name__)
-for path in {[str(p) for p in kept]!r}:
-    open(os.path.expanduser(path), "w").write("left behind")
-    print("PRIVATE", path)
-# a daemon with a clean environment, detached from the process tree and the session
-code = "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(300)"
-subprocess.run([sys.executable, "-c", code, {TOKEN!r}], env={{}})
-"""
-
-
-def _network(port: int, udp_port: int) -> str:
-    return f"""
-import socket
-for target in [("127.0.0.1", {port}), ("1.1.1.1", 53), (socket.gethostname(), {port})]:
-    try:
-        socket.create_connection(target, timeout=3).sendall(b"leak")
-        print("CONNECTED", target)
-    except OSError as exc:
-        print("NO NETWORK", target, type(exc).__name__)
-try:
-    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"leak", ("127.0.0.1", {udp_port}))
-except OSError as exc:
-    print("NO UDP", type(exc).__name__)
-"""
-
-
-# in 4 MB pieces: one 200 MB bytes object would hit the memory limit first
-WRITE = """
-import os
-for name in {files!r}:
-    with open(os.path.expanduser(name), "wb") as fh:
-        for _ in range({mb} // 4):
-            fh.write(b"x" * 4_000_000)
-"""
-
-SYMLINK_EXFIL = """
-import os, signal
-os.symlink({source!r}, "../grader/executed.ipynb")
-os.symlink({hidden!r}, "../grader/result.json")
-os.kill(os.getppid(), signal.SIGKILL)  # the worker: it never writes its own files
-"""
-
-
-GRADED_OBJECTS = """
-import numpy as np  # numpy only: torch would not fit in this batch's 256 MB
-from pathlib import Path
-import course_utils
-data = Path(course_utils.__file__).resolve().parent.parent / "data" / "objects.npz"
-with np.load(data) as raw:
-    print("TEST ROWS", int(raw["split"].sum()), "REDACTED", "redacted" in raw.files, "ROWS", len(raw["split"]))
-"""
-
-
-def _submissions(exercises: Path, subs: Path, out: Path, ports) -> dict:
-    """{student: (notebook, expected statuses)}."""
-    source = str(exercises / "source" / f"{EXERCISE}.ipynb")
-    return {
-        "good": (_nb(), "ok ok"),
-        "read_secrets": (_nb(_read_secrets(exercises, subs, out), WRONG), "failed failed"),
-        "write_files": (_nb(_write_files(exercises)), "ok ok"),
-        "network": (_nb(_network(*ports)), "ok ok"),
-        "memory": (_nb("big = np.ones(2**30 // 8)  # 1 GB"), "error error"),
-        "procs": (_nb(f"import subprocess\nkids = [subprocess.Popen(['sleep', '300', '{TOKEN}']) "
-                      "for _ in range(64)]"), "error error"),
-        "disk_file": (_nb(WRITE.format(files=["big"], mb=200)), "error error"),
-        "disk_tmp": (_nb(WRITE.format(files=["/tmp/big"], mb=200)), "error error"),
-        "disk_many": (_nb(WRITE.format(files=[f"~/f{i}" for i in range(10)], mb=8)), "error error"),
-        "graded_objects": (_nb(GRADED_OBJECTS), "ok ok"),
-        "symlink_exfil": (_nb(SYMLINK_EXFIL.format(
-            source=source, hidden=str(exercises / "grading" / f"{EXERCISE}.py"))), "error error"),
-    }
-
-
-class Listener:
-    """TCP and UDP on 127.0.0.1, free ports; records whatever arrives."""
-
-    def __init__(self):
-        self.tcp = socket.create_server(("127.0.0.1", 0))
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.got: list = []
-        for target in (self._accept, self._receive):
-            threading.Thread(target=target, daemon=True).start()
-
-    @property
-    def ports(self):
-        return self.tcp.getsockname()[1], self.udp.getsockname()[1]
-
-    def _accept(self):
-        while True:
-            try:
-                conn, addr = self.tcp.accept()
-            except OSError:
-                return
-            self.got.append(("tcp", addr))
-            conn.close()
-
-    def _receive(self):
-        while True:
-            try:
-                self.got.append(("udp", self.udp.recvfrom(100)))
-            except OSError:
-                return
-
-    def close(self):
-        self.tcp.close()
-        self.udp.close()
-
-
-def _git_status() -> list[str]:
-    """``git status --porcelain``, less edits of tracked files' content (" M") and notebooks/:
-    other work on a shared checkout may edit those while this batch runs. The files the attack
-    writes to are compared byte for byte instead (``_fingerprints``)."""
-    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines()
-            if not line.startswith(" M") and not line[3:].startswith("notebooks/")]
-
-
-def _fingerprints(paths) -> dict:
-    return {str(p): (p.read_bytes() if p.is_file() else None) for p in paths}
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    if NO_BWRAP:
-        pytest.skip(f"bwrap cannot run: {NO_BWRAP}")
-    base = tmp_path_factory.mktemp("sandbox")
-    exercises, subs, out = base / "exercises", base / "subs", base / "out"
-    shutil.copytree(FIXTURES, exercises)
-    subs.mkdir()
-    listener = Listener()
-    expected = {}
-    for student, (nb, statuses) in _submissions(exercises, subs, out, listener.ports).items():
-        nbformat.write(nb, str(subs / f"{student}.ipynb"))
-        expected[student] = statuses
-    watched = [exercises / "grading" / f"{EXERCISE}.py", REPO / "course_utils" / "__init__.py",
-               REPO / "exercises" / "grading" / f"{TOKEN}.py", REPO / f"{TOKEN}.txt"]
-    before = {"git": _git_status(), "files": _fingerprints(watched), "tmp": set(os.listdir("/tmp"))}
-    try:
-        rc = cli.main([EXERCISE, str(subs), "--out", str(out), "--timeout", "60", "--jobs", "2",
-                       "--exercises-dir", str(exercises), *LIMITS])
-    finally:
-        listener.close()
-    assert rc == 0
-    after = {"git": _git_status(), "files": _fingerprints(watched), "tmp": set(os.listdir("/tmp"))}
-    with open(out / "grades.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    return {"rows": rows, "summary": summary, "expected": expected, "out": out,
-            "before": before, "after": after, "network": listener.got}
+@pytest.fixture
+def graded(fixture_batch):
+    return fixture_batch
 
 
 def _rows(graded, student):
@@ -256,11 +53,11 @@ def _output(graded, student) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
-def test_every_submission_gets_its_own_status(graded):
+def test_every_attack_gets_its_own_status(graded):
     got = {}
     for r in graded["rows"]:
         got.setdefault(r["student"], []).append(r["status"])
-    assert {s: " ".join(v) for s, v in got.items()} == graded["expected"]
+    assert {s: " ".join(got[s]) for s in ATTACKS} == {s: graded["expected"][s] for s in ATTACKS}
     assert graded["summary"]["students"]["good"]["points"] == 5
 
 
@@ -313,11 +110,81 @@ def test_no_process_survives(graded):
     assert not leftover_processes(TOKEN)
 
 
-def test_summary_records_the_sandbox(graded):
-    box = graded["summary"]["sandbox"]
-    assert box["kind"] == "bwrap" and box["network"] == "none"
-    assert (box["memory_mb"], box["max_procs"], box["disk_mb"]) == (256, 32, 64)
-    assert set(box["enforced_by"]) == {"memory", "processes", "disk"}
+def test_the_graders_environment_never_reaches_a_notebook(graded):
+    """A token in the grader's environment: no cell sees it, so no row, feedback file or executed
+    notebook can show it; the kernel's environment holds only the allow-listed names."""
+    text = _output(graded, "env_token")
+    assert "TOKEN absent" in text, text
+    names = ast.literal_eval(text.split("ENV NAMES ", 1)[1].splitlines()[0])
+    assert TOKEN_VAR not in names
+    assert not [n for n in names if not n.startswith(ALLOWED_ENV)], names
+    for path in graded["out"].rglob("*"):
+        if path.is_file():
+            assert TOKEN_VALUE not in path.read_text(encoding="utf-8", errors="replace"), path
+    assert {r["detail"] for r in _rows(graded, "env_token")} == {"cell [7] raised ValueError: absent"}
+
+
+def test_an_npz_bomb_is_refused_before_it_expands(graded):
+    assert {(r["status"], r["detail"]) for r in _rows(graded, "npz_bomb")} == {
+        ("error", "answers too large: 512 MB expanded, limit 64 MB")}
+    feedback = (graded["out"] / "feedback" / "npz_bomb.md").read_text(encoding="utf-8")
+    assert "answers too large: 512 MB expanded, limit 64 MB" in feedback
+
+
+def test_host_folders_outside_the_allow_list_are_invisible(graded):
+    text = _output(graded, "host_files")
+    assert "VISIBLE" not in text and text.count("HIDDEN") == len(HOST_PATHS), text
+
+
+@needs_bwrap
+def test_the_limits_summary_json_names_are_the_ones_in_force(tmp_path):
+    """What summary.json says enforces each limit is true: where it names a cgroup, a process
+    the sandbox starts lives in a cgroup with exactly those limits; the watchdog otherwise."""
+    box = sandbox.prepare("bwrap", limits.Limits(256, 32, 64), scratch=tmp_path, redact=False)
+    said = box.describe()
+    assert (said["kind"], said["network"], said["memory_mb"], said["max_procs"], said["disk_mb"]) \
+        == ("bwrap", "none", 256, 32, 64)
+    for name in sandbox.WRITABLE:
+        (tmp_path / name).mkdir()
+    with box.enter(tmp_path) as run:
+        proc = subprocess.Popen(run.wrap(["sleep", "30"]), env=run.env({"PATH": "/usr/bin:/bin"}))
+        try:
+            found = _limits_of_a_sleeper(proc.pid)
+        finally:
+            proc.kill()
+            proc.wait()
+    for limit, controller, value in (("memory", "memory", 256 << 20), ("processes", "pids", 32)):
+        if said["enforced_by"][limit].startswith("cgroup"):
+            assert found.get(controller) == value, (limit, said["enforced_by"], found)
+        else:
+            assert said["enforced_by"][limit] == "watchdog" and controller not in found
+
+
+def _limits_of_a_sleeper(root: int) -> dict:
+    """{controller: limit} of the cgroups the ``sleep`` below ``root`` (bwrap) is in, read
+    from the host's side."""
+    import psutil
+
+    for _ in range(100):
+        sleepers = [p for p in psutil.Process(root).children(recursive=True) if p.name() == "sleep"]
+        if sleepers:
+            break
+        time.sleep(0.05)
+    own = Path(f"/proc/{sleepers[0].pid}/cgroup").read_text()
+    with open("/proc/self/mountinfo") as fh:
+        mounts = fh.read()
+    found = {}
+    for parent in limits.cgroup_parents(mounts, own):
+        for controller in parent.controllers:
+            name = {"memory": "memory.max" if parent.version == 2 else "memory.limit_in_bytes",
+                    "pids": "pids.max"}[controller]
+            try:  # the root cgroup has no limit files
+                value = (Path(parent.path) / name).read_text().strip()
+            except OSError:
+                continue
+            if value not in ("max", "9223372036854771712"):  # unlimited (v2, v1)
+                found[controller] = int(value)
+    return found
 
 
 def test_none_is_recorded_and_printed(tmp_path, capsys):
@@ -327,7 +194,8 @@ def test_none_is_recorded_and_printed(tmp_path, capsys):
     shutil.copytree(FIXTURES, exercises)
     subs.mkdir()
     hidden = exercises / "grading" / f"{EXERCISE}.py"
-    nbformat.write(_nb(f"open({str(hidden)!r}, 'a').write('# changed')"), str(subs / "a.ipynb"))
+    nbformat.write(variant(attack=f"open({str(hidden)!r}, 'a').write('# changed')"),
+                   str(subs / "a.ipynb"))
     assert cli.main([EXERCISE, str(subs), "--out", str(tmp_path / "out"), "--timeout", "60",
                      "--exercises-dir", str(exercises), "--sandbox", "none"]) == 0
     captured = capsys.readouterr()
@@ -340,7 +208,7 @@ def test_none_is_recorded_and_printed(tmp_path, capsys):
 
 def test_missing_bwrap_stops_with_advice(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sandbox, "find_bwrap", lambda: None)
-    nbformat.write(_nb(), str(tmp_path / "a.ipynb"))
+    nbformat.write(variant(), str(tmp_path / "a.ipynb"))
     assert cli.main([EXERCISE, str(tmp_path), "--out", str(tmp_path / "out"),
                      "--exercises-dir", str(FIXTURES)]) == 2
     err = capsys.readouterr().err
@@ -393,28 +261,30 @@ def test_cgroup_places_v2(tmp_path):
 
 @needs_bwrap
 def test_without_cgroups_the_watchdog_enforces_the_limits(tmp_path, monkeypatch):
-    """Where the grader may not create cgroups (no root; cgroup v2 without delegation)."""
+    """Where the grader may not create cgroups (no root; cgroup v2 without delegation): the
+    watchdog counts the process tree's memory and the private tmpfs folders, and its threads."""
     monkeypatch.setattr(sandbox, "usable_cgroups", lambda limits: ())
     subs = tmp_path / "subs"
     subs.mkdir()
     spawn = f"import subprocess\nkids = [subprocess.Popen(['sleep', '300', '{TOKEN}']) for _ in range(64)]"
-    for student, attack in {"good": "", "memory": "big = np.ones(2**30 // 8)",
-                            "procs": spawn}.items():
-        # the watchdog samples: an attack that ends at once could slip between two samples
-        nbformat.write(_nb(attack + ("\nimport time\ntime.sleep(30)" if attack else "")),
+    for student, attack in {"good": "", "memory": "big = np.ones(2**30 // 8)", "procs": spawn,
+                            "shm": SHM_FILL.format(mb=256)}.items():
+        # the watchdog samples every 0.25 s: an attack that ended at once could slip between two
+        # samples, so each holds what it took for a few seconds (it is stopped long before)
+        nbformat.write(variant(attack=attack + ("\nimport time\ntime.sleep(8)" if attack else "")),
                        str(subs / f"{student}.ipynb"))
     out = tmp_path / "out"
     assert cli.main([EXERCISE, str(subs), "--out", str(out), "--timeout", "60", "--jobs", "2",
-                     "--exercises-dir", str(FIXTURES), "--memory-mb", "512", "--max-procs", "32",
+                     "--exercises-dir", str(FIXTURES), "--memory-mb", "256", "--max-procs", "32",
                      "--disk-mb", "64"]) == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["sandbox"]["enforced_by"]["memory"] == "watchdog"
     assert summary["sandbox"]["enforced_by"]["processes"] == "watchdog"
-    with open(out / "grades.csv", newline="", encoding="utf-8") as fh:
-        got = {(r["student"], r["status"], r["detail"]) for r in csv.DictReader(fh)
-               if r["student"] != "good" or r["status"] != "ok"}
-    assert got == {("memory", "error", "memory limit 512 MB exceeded"),
-                   ("procs", "error", "process limit 32 reached")}
+    got = {(r["student"], r["status"], r["detail"]) for r in read_rows(out)
+           if r["student"] != "good" or r["status"] != "ok"}
+    assert got == {("memory", "error", "memory limit 256 MB exceeded"),
+                   ("procs", "error", "process limit 32 reached"),
+                   ("shm", "error", "memory limit 256 MB exceeded")}
     assert summary["students"]["good"]["points"] == 5
 
 
@@ -424,22 +294,31 @@ def test_the_graded_objects_are_not_in_the_kernel(graded):
     assert "TEST ROWS 0 REDACTED True" in text, text
 
 
-def test_the_redacted_objects_load_except_test(tmp_path, monkeypatch):
-    """The registry accepts the redacted copy (its sha256 from the grader) and says why test is empty."""
-    from course_utils import datasets
-    from course_utils.datafiles import DataError
+def test_the_redacted_objects_load_except_test(tmp_path):
+    """The grader's startup file (redact.py) teaches the unchanged data registry the redacted
+    copy's sha256 and makes `test` say why it is empty; without it the copy is just a bad file."""
     from course_utils.grading import redact
 
     (tmp_path / "data").mkdir()
     path, sha = redact.redacted_objects(tmp_path)
     path.rename(tmp_path / "data" / "objects.npz")
-    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(redact.SHA_ENV, json.dumps({"objects.npz": sha}))
-    full_val = len(datasets.load_dataset("objects", "val", image_size=16))
-    assert full_val > 0
-    with pytest.raises(DataError, match="not available"):
-        datasets.load_dataset("objects", "test", image_size=16)
-    monkeypatch.delenv(redact.SHA_ENV)
-    with pytest.raises(DataError, match="corrupt"):  # without the grader's word it is just a bad file
-        datasets.load_dataset("objects", "val", image_size=16)
+    startup = tmp_path / "startup.py"
+    startup.write_text(redact.startup_code(sha), encoding="utf-8")
+    code = (
+        "import sys\n"
+        "if sys.argv[1] == 'hook':\n"
+        f"    exec(open({str(startup)!r}).read())\n"
+        "from course_utils import datasets\n"
+        "from course_utils.datafiles import DataError\n"
+        "for split in ('val', 'test'):\n"
+        "    try:\n"
+        "        print(split, len(datasets.load_dataset('objects', split, image_size=16)))\n"
+        "    except DataError as exc:\n"
+        "        print(split, 'DataError', exc)\n")
+    env = dict(os.environ, COURSE_DATA_DIR=str(tmp_path / "data"), COURSE_CACHE_DIR=str(tmp_path / "c"))
+    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True,
+                                 text=True, timeout=300) for mode in ("hook", "plain")}
+    hooked, plain = (runs[m].stdout.splitlines() for m in ("hook", "plain"))
+    assert hooked[0].startswith("val ") and int(hooked[0].split()[1]) > 0, runs["hook"].stderr[-2000:]
+    assert hooked[1].startswith("test DataError") and "not available here" in hooked[1]
+    assert all("corrupt" in line for line in plain), plain  # the registry alone refuses the copy

@@ -86,6 +86,12 @@ def test_answers_file_is_plain_data(tmp_path):
     (lambda a: a["missing"], ("failed", "no answer `missing` was collected from the notebook")),
     (lambda a: 1 / 0, ("error", "check raised ZeroDivisionError: division by zero")),
     (lambda a: 3, ("error", "check returned int; expected (bool, message)")),
+    # what numpy comparisons give: numpy.bool_ counts as a bool, alone or in the pair
+    (lambda a: np.bool_(True), ("ok", "passed")),
+    (lambda a: np.float64(0.3) < 0.5, ("ok", "passed")),
+    (lambda a: (np.bool_(False), "too far"), ("failed", "too far")),
+    (lambda a: (np.float64(0.3) < 0.5, "close"), ("ok", "close")),
+    (lambda a: np.float64(1.0), ("error", "check returned float64; expected (bool, message)")),
 ])
 def test_run_check_outcomes(check, expected):
     from course_utils.grading.answers import Answers
@@ -195,3 +201,40 @@ def test_run_limited_normal_exit(tmp_path):
         env={}, stdin_text="hello", timeout=30, log_path=tmp_path / "log", marker="m-1")
     assert (rc, timed_out) == (4, False)
     assert (tmp_path / "log").read_text().strip() == "hello"
+
+
+def test_a_new_batch_never_evicts_the_box_of_a_running_task(monkeypatch, tmp_path):
+    """A Dask worker keeps the sandboxes of its last batches; when another batch starts while a
+    task of an old one still runs, the old box's folder (the running task's) must stay."""
+    import tempfile
+    from pathlib import Path
+
+    distributed = pytest.importorskip("distributed")
+    from course_utils.grading import checkserver, cluster_task, sandbox
+    from course_utils.grading.runner import Outcome, Settings
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cluster_task, "_ROOT", [])
+    monkeypatch.setattr(cluster_task, "_BOXES", {})
+    monkeypatch.setattr(cluster_task, "_KEEP_BOXES", 1)
+    monkeypatch.setattr(sandbox, "prepare", lambda kind, limits, **kw: sandbox.Sandbox("none", limits))
+    monkeypatch.setattr(checkserver, "warm_up", lambda: None)
+    monkeypatch.setattr(cluster_task, "_slots_here", lambda slots: 1)
+    worker = type("W", (), {"address": "tcp://w:1", "local_directory": str(tmp_path / "dask")})()
+    monkeypatch.setattr(distributed, "get_worker", lambda: worker)
+    exercise = load_exercise("ex01_add", Path(__file__).parent / "grading_fixtures" / "exercises")
+    job = {"settings": Settings(sandbox="none", disk_mb=64), "hide": [], "host_slots": {},
+           "exercise": exercise, "student": "s", "notebook": b"{}"}
+    other_batch = dict(job, settings=Settings(sandbox="none", disk_mb=128))
+    seen = {}
+
+    def grade_one(exercise, student, path, settings, executed_dir, task_dir, box):
+        cluster_task.worker_ready(other_batch)  # the next batch prepares its box meanwhile
+        seen["alive"] = Path(task_dir).is_dir() and Path(path).is_file()
+        return Outcome(student, "ok", {}, 0.0)
+
+    monkeypatch.setattr(cluster_task, "grade_one", grade_one)
+    cluster_task.grade_task(job)
+    assert seen == {"alive": True}
+    cluster_task.worker_ready(dict(job, settings=Settings(sandbox="none", disk_mb=256)))
+    assert len(list(cluster_task._ROOT[0].iterdir())) == 1  # idle old boxes are still removed

@@ -1,13 +1,21 @@
 """Autograder for the course exercises (``course-grade``); see docs/GRADING.md.
 
-Modules: ``spec`` (exercise format), ``release`` (student notebooks), ``submissions``
-(finding and validating notebooks), ``runner`` (one submission: worker + checks), ``batch``
-(a folder -> grades.csv/summary.json), ``worker``/``checker`` (the subprocess entry points),
-``engine`` (output caps), ``procs`` (timeouts and process-tree cleanup), ``sandbox``
-(bubblewrap isolation and per-submission limits), ``cluster``/``cluster_task`` (grading
-on a Dask cluster, ``--scheduler``: the client's side and the workers'), ``guide`` (what
-students are told about each question, from the release notebook), ``feedback``
-(OUT_DIR/feedback/STUDENT.md), ``selfcheck`` (``course-grade check``), ``cli``.
+Modules: ``spec`` (exercise format), ``release`` (student notebooks and their metadata),
+``guide`` (what students are told about each question: the release notebook's metadata),
+``kit`` (``course-grade kit``: the instructor's private kit and its per-term secret),
+``submissions`` (finding and validating notebooks), ``runner`` (one submission: worker +
+checks), ``batch`` (a folder, or ``--only`` one student, through a pool), ``results`` (what a
+batch writes), ``outdir`` (OUT_DIR written all at once), ``deadlines`` (late penalties,
+totals.csv), ``overrides``, ``similarity`` (similarity.csv), ``report`` (report.html/.md),
+``export`` (Canvas/Moodle CSVs), ``feedback`` (OUT_DIR/feedback/STUDENT.md),
+``worker``/``checker`` (the subprocess entry points), ``checkserver`` (warm check processes),
+``answers`` (what crosses from the kernel, and its size), ``engine`` (output caps), ``procs``
+(timeouts and process-tree cleanup), ``sandbox`` (bubblewrap isolation), ``mounts`` (the
+allow-listed file system), ``hide`` (what a submission must not see), ``limits``
+(per-submission limits: cgroups and watchdogs), ``redact`` (the graded objects kept out of the
+kernel), ``toolkit`` (helpers for hidden tests), ``cluster``/``cluster_task`` (grading on a
+Dask cluster, ``--scheduler``: the client's side and the workers'), ``selfcheck``
+(``course-grade check``), ``cli``.
 Nothing heavy is imported here, so ``course-grade release`` starts quickly.
 """
 

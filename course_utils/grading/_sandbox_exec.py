@@ -2,6 +2,8 @@
 
     python -I -S _sandbox_exec.py '{"cgroups": [PROCS_FILE, ...], "fsize": BYTES}' COMMAND...
 
+(``fsize`` optional: a check process, started this way where it cannot be forked, has none.)
+
 A process of its own, so that everything COMMAND starts (bwrap, papermill, the kernel, what
 the notebook spawns) is born inside the limits: moving a process in later would let whatever it
 forked meanwhile escape. Popen's ``preexec_fn`` could do the same, but it is unsafe in the
@@ -22,7 +24,7 @@ def main() -> None:
     for procs_file in spec["cgroups"]:
         with open(procs_file, "w") as fh:
             fh.write(str(os.getpid()))
-    if spec["fsize"]:
+    if spec.get("fsize"):
         resource.setrlimit(resource.RLIMIT_FSIZE, (spec["fsize"], spec["fsize"]))
     os.execv(sys.argv[2], sys.argv[2:])
 

@@ -8,6 +8,9 @@ code (``allow_pickle=False``), and ``Answers`` turns a missing or failed entry i
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from pathlib import Path
 
 _KERNEL_CODE = (Path(__file__).with_name("_in_kernel.py")).read_text(encoding="utf-8")
@@ -53,6 +56,50 @@ def build_collect_cell(collect_source: str, answers_base: str) -> str:
         f"_CourseGradeCollector({answers_base!r}).run({collect_source!r}, globals())\n"
         "del _CourseGradeCollector\n"
     )
+
+
+def expanded_bytes(base: str | Path) -> int:
+    """What ``base``.json + ``base``.npz take once loaded, read from their headers without
+    expanding anything: the JSON file's size, and per array the larger of its size in the zip's
+    directory and the shape its .npy header declares (numpy allocates that before reading).
+    Raises ValueError for an npz that is not a zip of plain .npy arrays."""
+    import zipfile
+
+    import numpy as np
+
+    base = str(base)
+    total = os.path.getsize(base + ".json")
+    if not os.path.exists(base + ".npz"):
+        return total
+    try:
+        with zipfile.ZipFile(base + ".npz") as zf:
+            for info in zf.infolist():
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member)
+                declared = math.prod(shape) * dtype.itemsize
+                total += max(info.file_size, declared)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ValueError(f"the answers' arrays are not a valid npz file ({exc})") from None
+    return total
+
+
+def answers_too_large(base: str | Path, limit_mb: int) -> str | None:
+    """Why the answers at ``base`` are refused unread (too large once expanded, or malformed),
+    else None (also when there are none: the check process says so itself)."""
+    try:
+        if not stat.S_ISREG(os.lstat(f"{base}.json").st_mode):
+            return None  # a link the kernel planted is not ours to follow (runner.py)
+        size = expanded_bytes(base)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"answers could not be read: {exc}"
+    if size > limit_mb << 20:
+        return f"answers too large: {size >> 20} MB expanded, limit {limit_mb} MB"
+    return None
 
 
 def load_answers(base: str | Path) -> Answers:

@@ -1,64 +1,113 @@
-"""Grading a folder of submissions and writing grades.csv / summary.json / executed/ / feedback/.
+"""Grading a folder of submissions (``course-grade EXERCISE SUBMISSIONS --out OUT``).
 
-Everything that lands in grades.csv and in summary.json (outside its ``timing`` key) is a
-function of the submissions alone: rows are sorted, no clock times or temp paths, so reruns, any
-``--jobs`` value and grading on a Dask cluster (``scheduler``) give byte-identical files.
+Runs every submission (or with ``--only``, one) through a pool: local worker processes, or a
+Dask cluster (cluster.py), then hands the outcomes to results.py, which writes OUT_DIR's files
+through a staging folder (outdir.py): a batch that fails half-way changes nothing there.
 """
 from __future__ import annotations
 
-import csv
-import json
 import shutil
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
-from course_utils.config import repo_root
-from course_utils.grading import checkserver, feedback, sandbox
-from course_utils.grading.guide import load_guide
-from course_utils.grading.runner import Outcome, Settings, grade_one
-from course_utils.grading.spec import STATUSES, Exercise, default_exercises_dir, load_exercise
+import nbformat
+
+from course_utils.grading import checkserver, outdir, results, sandbox
+from course_utils.grading.deadlines import Deadline, check_deadline, submission_times
+from course_utils.grading.hide import batch_private, machine_private
+from course_utils.grading.overrides import check_students, read_overrides
+from course_utils.grading.release import load_guide, release_text
+from course_utils.grading.runner import Outcome, Settings, grade_one, internal_error
+from course_utils.grading.spec import Exercise, ExerciseError, load_exercise
 from course_utils.grading.submissions import find_submissions
 
-COLUMNS = ["student", "exercise", "question", "points", "max_points", "status", "detail"]
+COLUMNS = results.COLUMNS
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What the instructor adds to a batch: a deadline (``--due`` ...), submission times
+    (``--submitted-at``), overrides (``--overrides``), and ``--only STUDENT``."""
+    deadline: Deadline | None = None  # None: none, or with --only the batch's own
+    submitted_at: Path | None = None
+    overrides: Path | None = None
+    only: str | None = None
 
 
 def grade_batch(exercise: Exercise, submissions_dir: Path, out_dir: Path, settings: Settings,
-                progress: bool = True, scheduler: str | None = None) -> dict:
-    """Grade every STUDENT.ipynb in ``submissions_dir``; return the summary that was written.
+                progress: bool = True, scheduler: str | None = None,
+                options: BatchOptions | None = None) -> dict:
+    """Grade every STUDENT.ipynb in ``submissions_dir`` (or ``options.only``); return the summary.
 
     ``scheduler`` (``tcp://HOST:PORT``): grade on that Dask cluster's workers (cluster.py)
-    instead of in local processes; the files written are the same.
-    Raises ``sandbox.SandboxError`` (before writing anything) if the sandbox cannot run.
+    instead of in local processes; the files written are the same. Raises ExerciseError for
+    unusable options and ``sandbox.SandboxError`` (both before writing anything).
     """
+    options, out_dir = options or BatchOptions(), Path(out_dir)
     submissions, notes = find_submissions(submissions_dir)
-    out_dir = Path(out_dir)
-    guide = load_guide(exercise)  # read before any submission runs, like the hidden tests
+    batch = _plan(exercise, submissions, out_dir, settings, options)
     start = time.monotonic()
     with _pool(exercise, settings, scheduler) as pool:
-        isolation = pool.prepare(batch_private(exercise, submissions_dir, out_dir), progress)
-        executed_dir = _fresh_executed_dir(out_dir)
-        report = _Progress(exercise, len(submissions), progress)
-        try:
-            outcomes = pool.run(submissions, executed_dir, report)
-        finally:
-            report.close()
-    notes += pool.notes + _tamper_notes(exercise)
-    rows = [row for o in outcomes for row in _rows(exercise, o)]
-    rows.sort(key=lambda r: (r["student"], r["question"]))
-    _write_csv(out_dir / "grades.csv", rows)
-    feedback.write_all(out_dir, guide, outcomes, exercise.hidden_source, settings)
-    summary = _summary(exercise, outcomes, rows, settings, notes)
-    summary["sandbox"] = isolation
-    summary["timing"] = {
-        **pool.timing(), "total_s": round(time.monotonic() - start, 2),
-        "per_student_s": {o.student: round(o.seconds, 2) for o in outcomes},
-    }
-    text = json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False)
-    (out_dir / "summary.json").write_text(text + "\n", encoding="utf-8")
+        batch["sandbox"] = pool.prepare(batch_private(exercise, submissions_dir, out_dir), progress)
+        with outdir.Staging(out_dir) as staging:  # OUT_DIR is made only once the sandbox runs
+            report = _Progress(exercise, len(batch["graded"]), progress)
+            try:
+                batch["outcomes"] = pool.run(batch["graded"], staging.path / "executed", report)
+            finally:
+                report.close()
+            batch["notes"] = notes + batch["notes"] + pool.notes + _tamper_notes(exercise)
+            batch["timing"] = {**pool.timing(), "total_s": round(time.monotonic() - start, 2),
+                               "per_student_s": {o.student: round(o.seconds, 2)
+                                                 for o in batch["outcomes"]}}
+            summary = results.write_batch(staging.path, batch)
+            staging.commit(sorted(batch["graded"]), full=options.only is None)
     return summary
+
+
+def _plan(exercise: Exercise, submissions: dict, out_dir: Path, settings: Settings,
+          options: BatchOptions) -> dict:
+    """Everything a batch needs before any submission runs (an ExerciseError stops it there)."""
+    guide = load_guide(exercise)  # read before any submission runs, like the hidden tests
+    previous = outdir.previous(out_dir, exercise.name) if options.only else None
+    graded = submissions
+    if options.only:
+        if options.only not in submissions:
+            raise ExerciseError(f"--only {options.only}: no {options.only}.ipynb in the submissions")
+        graded = {options.only: submissions[options.only]}
+    overrides = []
+    if options.overrides:
+        labels = {q.label.upper(): q.name for q in guide.questions.values()}
+        overrides = [o for o in read_overrides(options.overrides, exercise.questions, labels)
+                     if o.student in graded or not options.only]
+        check_students(overrides, graded)
+    deadline = _deadline(options, previous)
+    times, notes = {}, []
+    if deadline.due:
+        times, notes = submission_times(graded, options.submitted_at, submissions)
+        if previous:
+            kept = {s: v.get("submitted_at") for s, v in previous["summary"]["students"].items()}
+            times = {**{s: t for s, t in kept.items() if s not in graded}, **times}
+    release = nbformat.reads(release_text(exercise.source), as_version=4)
+    return {"exercise": exercise, "guide": guide, "settings": settings, "graded": graded,
+            "submissions": submissions, "previous": previous, "overrides": overrides,
+            "deadline": deadline, "times": times, "notes": notes, "release": release}
+
+
+def _deadline(options: BatchOptions, previous) -> Deadline:
+    if previous is None:
+        deadline = options.deadline or Deadline()
+    else:  # --only: the batch's own deadline, which the other students' totals used
+        deadline = Deadline(**previous["summary"].get("deadline", {}))
+        if options.deadline and options.deadline != deadline:
+            raise ExerciseError(
+                f"--only keeps the batch's deadline ({deadline.to_dict()}); to change the "
+                "deadline or the penalty, grade the whole batch again")
+    check_deadline(deadline)
+    return deadline
 
 
 def _pool(exercise: Exercise, settings: Settings, scheduler: str | None):
@@ -67,26 +116,6 @@ def _pool(exercise: Exercise, settings: Settings, scheduler: str | None):
     from course_utils.grading.cluster import DaskPool  # imports dask: only when asked for
 
     return DaskPool(scheduler, exercise, settings)
-
-
-def batch_private(exercise: Exercise, submissions_dir, out_dir) -> list[Path]:
-    """What a submission must not see that this batch names: the exercise's solutions and
-    hidden tests, the other submissions, the grades."""
-    return [exercise.source.parent, exercise.hidden.parent, Path(submissions_dir), Path(out_dir)]
-
-
-def machine_private(scratch: Path) -> list[Path]:
-    """What a submission must not see on the machine that runs it: the repo's exercises (also
-    in git's history) and the temp folder of the other submissions graded there."""
-    return [default_exercises_dir(), repo_root() / ".git", Path(scratch)]
-
-
-def _fresh_executed_dir(out_dir: Path) -> Path:
-    executed_dir = out_dir / "executed"
-    executed_dir.mkdir(parents=True, exist_ok=True)
-    for old in executed_dir.glob("*.ipynb"):  # results of an earlier run must not linger
-        old.unlink()
-    return executed_dir
 
 
 class LocalPool:
@@ -159,12 +188,6 @@ def _safe_result(future, student, exercise) -> Outcome:
         return internal_error(exercise, student, exc)
 
 
-def internal_error(exercise: Exercise, student: str, exc: BaseException) -> Outcome:
-    """The outcome of a submission the grader itself failed on: every question ``error``."""
-    detail = f"grader internal error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
-    return Outcome(student, "error", {q: ("error", detail) for q in exercise.questions}, 0.0)
-
-
 def _tamper_notes(exercise: Exercise) -> list[str]:
     """Warn if the hidden tests on disk changed while grading (this batch used its snapshot)."""
     try:
@@ -179,49 +202,3 @@ def _tamper_notes(exercise: Exercise) -> list[str]:
 
 def _points(exercise, question, status) -> float:
     return exercise.questions[question] if status == "ok" else 0
-
-
-def _rows(exercise: Exercise, outcome: Outcome) -> list[dict]:
-    return [
-        {"student": outcome.student, "exercise": exercise.name, "question": q,
-         "points": _points(exercise, q, status), "max_points": exercise.questions[q],
-         "status": status, "detail": detail or status}
-        for q, (status, detail) in outcome.results.items()
-    ]
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _summary(exercise, outcomes, rows, settings: Settings, notes) -> dict:
-    students = {
-        o.student: {
-            "points": sum(_points(exercise, q, s) for q, (s, _) in o.results.items()),
-            "max_points": exercise.max_points, "notebook_status": o.status,
-            "questions": {q: s for q, (s, _) in sorted(o.results.items())},
-        }
-        for o in outcomes
-    }
-    questions = {}
-    for q, max_points in exercise.questions.items():
-        statuses = [r["status"] for r in rows if r["question"] == q]
-        points = [r["points"] for r in rows if r["question"] == q]
-        questions[q] = {
-            "max_points": max_points, "n_ok": statuses.count("ok"),
-            "mean_points": round(sum(points) / len(points), 4) if points else 0,
-            "by_status": {s: statuses.count(s) for s in STATUSES if s in statuses},
-        }
-    counts = [r["status"] for r in rows]
-    return {
-        "exercise": exercise.name, "max_points": exercise.max_points,
-        "n_students": len(outcomes), "students": students, "questions": questions,
-        "status_counts": {s: counts.count(s) for s in STATUSES},
-        "settings": {"fast": settings.fast, "seed": settings.seed, "device": settings.device,
-                     "timeout_s": settings.timeout,
-                     "check_timeout_s": settings.check_timeout or settings.timeout},
-        "notes": notes,
-    }

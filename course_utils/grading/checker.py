@@ -51,12 +51,23 @@ def run_check(check, answers) -> tuple[str, str]:
         return "failed", first_line(str(exc)) or "assertion failed"
     except Exception as exc:  # noqa: BLE001
         return "error", f"check raised {_what(exc)}"
-    if result is None or isinstance(result, bool):
-        return ("ok", "passed") if result in (None, True) else ("failed", "check failed")
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], bool):
+    if result is None:
+        return "ok", "passed"
+    verdict = _as_bool(result)
+    if verdict is not None:
+        return ("ok", "passed") if verdict else ("failed", "check failed")
+    if isinstance(result, tuple) and len(result) == 2 and _as_bool(result[0]) is not None:
         message = first_line(str(result[1]))
-        return ("ok", message or "passed") if result[0] else ("failed", message or "check failed")
+        return ("ok", message or "passed") if _as_bool(result[0]) else ("failed", message or "check failed")
     return "error", f"check returned {type(result).__name__}; expected (bool, message)"
+
+
+def _as_bool(value) -> bool | None:
+    """``value`` as a verdict: a bool, or numpy's bool (what ``np.float64(x) < y`` gives); else None."""
+    if isinstance(value, bool):
+        return value
+    numpy = sys.modules.get("numpy")  # a check that made a numpy bool has imported numpy
+    return bool(value) if numpy is not None and isinstance(value, numpy.bool_) else None
 
 
 def _import(path: str):

@@ -16,6 +16,7 @@ nanny with the default settings), the checks run as plain subprocesses, as befor
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from course_utils.grading import procs
 
 PRELOAD = ["course_utils.grading._check_preload"]
+_EXEC = str(Path(__file__).with_name("_sandbox_exec.py"))
 
 
 def available() -> bool:
@@ -50,33 +52,50 @@ def _context():
 
 
 def run_checks(argv: list[str], *, cwd: Path, env: dict, log_path: Path, timeout: float,
-               marker: str) -> tuple[int | None, bool]:
-    """Run ``checker.main(argv)`` in a forked check process for at most ``timeout`` seconds.
+               marker: str, job=None) -> tuple[int | None, bool]:
+    """Run ``checker.main(argv)`` in a forked check process for at most ``timeout`` seconds,
+    within the limits of ``job`` (a ``limits.Job``: the process joins its cgroups before anything
+    else runs, or its watchdog is polled).
 
-    Returns (exit code or None, timed_out) like ``procs.run_limited``.
+    Returns (exit code or None, timed_out) like ``procs.run_limited``: (None, False) when the
+    watchdog stopped it (``job.exceeded()`` says why).
     """
+    cgroups = job.procs_files if job else []
     if not available():
-        return procs.run_limited([sys.executable, "-m", "course_utils.grading.checker", *argv],
-                                 cwd=cwd, env=env, stdin_text="", timeout=timeout,
-                                 log_path=log_path, marker=marker)
+        cmd = [sys.executable, "-m", "course_utils.grading.checker", *argv]
+        if os.name == "posix":  # the sandbox's launcher: joins the cgroups, then becomes cmd
+            cmd = [sys.executable, "-I", "-S", _EXEC, json.dumps({"cgroups": cgroups}), *cmd]
+        return procs.run_limited(cmd, cwd=cwd, env=env, stdin_text="", timeout=timeout,
+                                 log_path=log_path, marker=marker, watch=job and job.watch)
     context = _context()
     started = time.time()
-    child = context.Process(target=_check_main, args=(argv, str(cwd), env, str(log_path), marker),
-                            name="course-grade-check")
+    child = context.Process(target=_check_main, name="course-grade-check",
+                            args=(argv, str(cwd), env, str(log_path), marker, cgroups))
     child.start()
     try:
-        child.join(timeout)
-        if child.is_alive():
-            procs.kill_tree(child.pid)
-            child.join(5)
-            return None, True
-        return child.exitcode, False
+        return _wait(child, started + timeout, job)
     finally:
         procs.kill_marked(marker, since=started)
 
 
-def _check_main(argv: list[str], cwd: str, env: dict, log_path: str, marker: str) -> None:
+def _wait(child, deadline: float, job) -> tuple[int | None, bool]:
+    while True:
+        child.join(max(0.0, min(procs.WATCH_EVERY_S, deadline - time.time())))
+        if not child.is_alive():
+            return child.exitcode, False
+        stop = job is not None and job.watch(child.pid)
+        if stop or time.time() >= deadline:
+            procs.kill_tree(child.pid)
+            child.join(5)
+            return None, not stop
+
+
+def _check_main(argv: list[str], cwd: str, env: dict, log_path: str, marker: str,
+                cgroups: list[str]) -> None:
     """Inside the forked check process: the same setup the subprocess got, then the checks."""
+    for procs_file in cgroups:  # first of all: what it allocates from here on counts
+        with open(procs_file, "w") as fh:
+            fh.write(str(os.getpid()))
     # The server's environment is the parent's at the start of the batch; take this call's.
     # Anything a check starts inherits the marker, so the parent can find and kill it.
     os.environ.clear()

@@ -1,14 +1,19 @@
-"""``course-grade``: release student notebooks, or grade a folder of submissions.
+"""``course-grade``: release student notebooks, make a kit, grade a folder, export the grades.
 
-    course-grade release [--source DIR] [--release DIR] [--check]
+    course-grade release [--source DIR] [--release DIR] [--kit DIR] [--check]
     course-grade check NOTEBOOK [--exercise NAME] [--timeout S] [--no-run] [--sandbox ...]
-    course-grade EXERCISE SUBMISSIONS_DIR --out OUT_DIR [--timeout S] [--jobs N] [--fast]
-                 [--sandbox {auto,bwrap,none}] [--memory-mb MB] [--max-procs N] [--disk-mb MB]
-                 [--scheduler tcp://HOST:PORT]
+    course-grade kit DIR
+    course-grade EXERCISE SUBMISSIONS_DIR --out OUT_DIR [--kit DIR] [--timeout S] [--jobs N]
+                 [--fast] [--sandbox {auto,bwrap,none}] [--memory-mb MB] [--max-procs N]
+                 [--disk-mb MB] [--scheduler tcp://HOST:PORT] [--due ISO]
+                 [--late-penalty PCT_PER_DAY] [--late-floor PCT] [--submitted-at TIMES.csv]
+                 [--overrides OVERRIDES.csv] [--only STUDENT_ID]
+    course-grade export OUT_DIR --to {canvas,moodle} --roster ROSTER.csv [--out FILE]
 
 Exit codes: 0 done (students may still have failed), 1 ``release --check`` found a stale
-release or ``check`` found problems in the notebook, 2 a usage problem (unknown exercise, missing folder, malformed hidden tests), a
-sandbox that cannot run here, or a Dask cluster that cannot grade (``--scheduler``).
+release or ``check`` found problems in the notebook, 2 a usage problem (unknown exercise, missing
+folder, malformed hidden tests, kit, overrides, times or roster), a sandbox that cannot run here,
+or a Dask cluster that cannot grade (``--scheduler``).
 """
 from __future__ import annotations
 
@@ -20,15 +25,41 @@ from pathlib import Path
 
 
 def _release_parser() -> argparse.ArgumentParser:
-    from course_utils.grading.spec import default_exercises_dir
-
-    base = default_exercises_dir()
     p = argparse.ArgumentParser(prog="course-grade release",
-                                description="Write exercises/release/ from exercises/source/.")
-    p.add_argument("--source", type=Path, default=base / "source", help="source notebooks")
-    p.add_argument("--release", type=Path, default=base / "release", help="where to write")
+                                description="Write the student notebooks (release/) from the "
+                                            "source notebooks, with the metadata a self-check reads.")
+    p.add_argument("--source", type=Path, default=None, help="source notebooks (default: "
+                   "the repo's exercises/source, or KIT/source)")
+    p.add_argument("--release", type=Path, default=None, help="where to write (default: "
+                   "the repo's exercises/release, or KIT/release)")
+    p.add_argument("--kit", type=Path, default=None, help="release from an instructor kit")
     p.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
     return p
+
+
+def _release(args) -> int:
+    from course_utils.grading.release import run_release
+    from course_utils.grading.spec import default_exercises_dir
+
+    base = args.kit or default_exercises_dir()
+    return run_release(args.source or base / "source", args.release or base / "release",
+                       check=args.check)
+
+
+def _kit(argv: list[str]) -> int:
+    from course_utils.grading.kit import make_kit
+    from course_utils.grading.spec import default_exercises_dir
+
+    p = argparse.ArgumentParser(prog="course-grade kit",
+                                description="Write an instructor's private kit for one term: the "
+                                            "source notebooks, hidden tests and a fresh secret.")
+    p.add_argument("dir", type=Path, help="a new folder, kept where no student can read it")
+    p.add_argument("--exercises-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    names = make_kit(args.dir, args.exercises_dir or default_exercises_dir())
+    print(f"kit for {len(names)} exercises in {args.dir} (keep it private): {', '.join(names)}\n"
+          f"next: course-grade release --kit {args.dir}")
+    return 0
 
 
 def _check_parser() -> argparse.ArgumentParser:
@@ -39,9 +70,9 @@ def _check_parser() -> argparse.ArgumentParser:
                     "with its visible self-checks only; no hidden check runs.")
     p.add_argument("notebook", type=Path, help="your notebook, e.g. ex01_freeze_and_probe.ipynb")
     p.add_argument("--exercise", default=None,
-                   help="exercise name (default: found from the notebook's title or file name)")
-    p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds for the whole notebook, as the grader's default (600)")
+                   help="exercise name (default: from the notebook's metadata or title)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds for the whole notebook (default: the release's time limit)")
     p.add_argument("--no-run", action="store_true", help="only list and inspect; do not run")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
                    help="auto: the grader's bubblewrap sandbox when it can run here, else none")
@@ -53,25 +84,49 @@ def _selfcheck(args) -> int:
     from course_utils.grading.runner import Settings
     from course_utils.grading.selfcheck import run_selfcheck
 
-    if args.timeout <= 0:
+    if args.timeout is not None and args.timeout <= 0:
         print("course-grade check: error: --timeout must be > 0", file=sys.stderr)
         return 2
     settings = Settings(timeout=args.timeout, fast=True, device=detect_device(),
                         sandbox=args.sandbox)
-    return run_selfcheck(args.notebook, args.exercise, args.exercises_dir, settings,
-                         run=not args.no_run)
+    release_dir = args.exercises_dir / "release" if args.exercises_dir else None
+    return run_selfcheck(args.notebook, args.exercise, release_dir, settings, run=not args.no_run)
+
+
+def _export(argv: list[str]) -> int:
+    from course_utils.grading.export import export
+
+    p = argparse.ArgumentParser(prog="course-grade export",
+                                description="Write a batch's final points as the LMS's own "
+                                            "grade-import CSV.")
+    p.add_argument("out_dir", type=Path, help="a graded batch (course-grade ... --out OUT_DIR)")
+    p.add_argument("--to", choices=["canvas", "moodle"], required=True)
+    p.add_argument("--roster", type=Path, required=True,
+                   help="CSV: student_id,name,email,sis_user_id,sis_login_id,section")
+    p.add_argument("--out", type=Path, default=None, help="default: OUT_DIR/canvas.csv or moodle.csv")
+    p.add_argument("--assignment", default=None,
+                   help="the grade column's name (default: the exercise's name); for Canvas the "
+                        "name of an existing assignment, as Canvas exports it, updates that one")
+    p.add_argument("--moodle-id", choices=["email", "idnumber"], default="email",
+                   help="Moodle's identifier column: Email address, or ID number (sis_user_id)")
+    args = p.parse_args(argv)
+    export(args.out_dir, args.to, args.roster, args.out, args.assignment, args.moodle_id)
+    return 0
 
 
 def _grade_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="course-grade",
         description="Grade STUDENT_ID.ipynb submissions against an exercise's hidden tests. "
-                    "Other commands: `course-grade release [--check]`, "
-                    "`course-grade check NOTEBOOK` (a student's self-check).",
+                    "Other commands: `course-grade release [--check]`, `course-grade kit DIR`, "
+                    "`course-grade check NOTEBOOK` (a student's self-check), "
+                    "`course-grade export OUT_DIR --to canvas|moodle --roster ROSTER.csv`.",
     )
     p.add_argument("exercise", help="exercise name, e.g. ex01_freeze_and_probe")
     p.add_argument("submissions", type=Path, help="folder with one STUDENT_ID.ipynb per student")
     p.add_argument("--out", type=Path, required=True, help="folder for grades.csv, summary.json")
+    p.add_argument("--kit", type=Path, default=None,
+                   help="the instructor kit (course-grade kit): its hidden tests and secret")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="wall-clock seconds per notebook (default 600)")
     p.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
@@ -84,7 +139,7 @@ def _grade_parser() -> argparse.ArgumentParser:
                    help="isolate each notebook with bubblewrap (auto: bwrap, or stop if it "
                         "cannot run); none: no isolation (default auto)")
     p.add_argument("--memory-mb", type=int, default=4096,
-                   help="memory per notebook, its processes together (default 4096)")
+                   help="memory per notebook and per check process (default 4096)")
     p.add_argument("--max-procs", type=int, default=256,
                    help="processes + threads per notebook (default 256)")
     p.add_argument("--disk-mb", type=int, default=1024,
@@ -93,7 +148,23 @@ def _grade_parser() -> argparse.ArgumentParser:
                    help="grade on the workers of this Dask scheduler instead of locally (each "
                         "worker grades as many notebooks at once as it has threads; --jobs is "
                         "then unused); see docs/GRADING.md")
+    _deadline_args(p)
+    p.add_argument("--overrides", type=Path, default=None, metavar="OVERRIDES.csv",
+                   help="student_id,question,points,reason: points set by hand, applied last")
+    p.add_argument("--only", default=None, metavar="STUDENT_ID",
+                   help="grade this one submission again, into an existing OUT_DIR")
     return p
+
+
+def _deadline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--due", default=None, metavar="ISO",
+                   help="due time, ISO 8601 (e.g. 2026-12-01T23:59; local time without a zone)")
+    p.add_argument("--late-penalty", type=float, default=0.0, metavar="PCT_PER_DAY",
+                   help="percent of the points lost per started day late (default 0)")
+    p.add_argument("--late-floor", type=float, default=0.0, metavar="PCT",
+                   help="the lowest percent of the points a late submission keeps (default 0)")
+    p.add_argument("--submitted-at", type=Path, default=None, metavar="TIMES.csv",
+                   help="student_id,submitted_at (ISO 8601); default: the files' modification times")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,14 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     from course_utils.grading.spec import ExerciseError
     from course_utils.grading.submissions import SubmissionsError
 
+    commands = {"release": lambda a: _release(_release_parser().parse_args(a)), "kit": _kit,
+                "check": lambda a: _selfcheck(_check_parser().parse_args(a)), "export": _export}
     try:
-        if argv and argv[0] == "release":
-            args = _release_parser().parse_args(argv[1:])
-            from course_utils.grading.release import run_release
-
-            return run_release(args.source, args.release, check=args.check)
-        if argv and argv[0] == "check":
-            return _selfcheck(_check_parser().parse_args(argv[1:]))
+        if argv and argv[0] in commands:
+            return commands[argv[0]](argv[1:])
         return _grade(_grade_parser().parse_args(argv))
     except (ExerciseError, SubmissionsError, SandboxError) as exc:
         print(f"course-grade: error: {exc}", file=sys.stderr)
@@ -124,10 +192,12 @@ def _grade(args) -> int:
         print("course-grade: error: --timeout, --memory-mb, --max-procs, --disk-mb must be > 0 "
               "and --jobs >= 1", file=sys.stderr)
         return 2
-    exercise = load_exercise(args.exercise, args.exercises_dir)
+    exercises_dir, secret = _exercises(args)
+    exercise = load_exercise(args.exercise, exercises_dir)
     settings = Settings(timeout=args.timeout, check_timeout=args.check_timeout, jobs=args.jobs,
                         fast=args.fast, device=detect_device(), sandbox=args.sandbox,
-                        memory_mb=args.memory_mb, max_procs=args.max_procs, disk_mb=args.disk_mb)
+                        memory_mb=args.memory_mb, max_procs=args.max_procs, disk_mb=args.disk_mb,
+                        secret=secret)
     summary = _batch(args, exercise, settings)
     if summary is None:
         return 2
@@ -135,22 +205,44 @@ def _grade(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
     where = f" on {args.scheduler}" if args.scheduler else ""
-    print(f"graded {summary['n_students']} submissions of {exercise.name}{where} -> {args.out} "
+    what = f"submission {args.only} of" if args.only else f"{summary['n_students']} submissions of"
+    print(f"graded {what} {exercise.name}{where} -> {args.out} "
           f"({counts}; sandbox {summary['sandbox']['kind']})")
     return 0
 
 
+def _exercises(args) -> tuple[Path | None, str | None]:
+    """(exercises folder, the kit's secret); says so when grading with the public exercises."""
+    from course_utils.grading.kit import read_secret
+    from course_utils.grading.spec import ExerciseError
+
+    if args.kit and args.exercises_dir:
+        raise ExerciseError("--kit and --exercises-dir are two ways to name the exercises: give one")
+    if args.kit:
+        return args.kit, read_secret(args.kit)
+    if args.exercises_dir is None:
+        print("note: grading with the repository's exercises/, whose hidden tests every student "
+              "can read; a graded class uses a kit: `course-grade kit DIR`, then --kit DIR "
+              "(docs/GRADING.md)", file=sys.stderr)
+    return args.exercises_dir, None
+
+
 def _batch(args, exercise, settings) -> dict | None:
     """Grade locally, or on the Dask cluster; None (having said why) if the cluster cannot."""
-    from course_utils.grading.batch import grade_batch
+    from course_utils.grading.batch import BatchOptions, grade_batch
+    from course_utils.grading.deadlines import Deadline
 
+    deadline = None
+    if args.due or args.late_penalty or args.late_floor:
+        deadline = Deadline(args.due, args.late_penalty, args.late_floor)
+    options = BatchOptions(deadline, args.submitted_at, args.overrides, args.only)
     if not args.scheduler:
-        return grade_batch(exercise, args.submissions, args.out, settings)
+        return grade_batch(exercise, args.submissions, args.out, settings, options=options)
     from course_utils.grading.cluster import ClusterError  # dask itself loads only later
 
     try:
         return grade_batch(exercise, args.submissions, args.out, settings,
-                           scheduler=args.scheduler)
+                           scheduler=args.scheduler, options=options)
     except ClusterError as exc:
         print(f"course-grade: error: {exc}", file=sys.stderr)
         return None

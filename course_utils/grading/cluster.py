@@ -27,9 +27,9 @@ from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 
-from course_utils.grading import batch, sandbox
+from course_utils.grading import sandbox
 from course_utils.grading.cluster_task import grade_task, grader_digest, worker_ready
-from course_utils.grading.runner import Outcome, Settings
+from course_utils.grading.runner import Outcome, Settings, internal_error
 from course_utils.grading.spec import Exercise
 from course_utils.grading.submissions import MAX_NOTEBOOK_BYTES, load_submission
 
@@ -70,8 +70,9 @@ class DaskPool:
         # of them when it runs on this machine).
         self.job = {"exercise": _portable(self.exercise), "settings": self.settings,
                     "hide": [str(Path(p).resolve()) for p in hide]}
-        ready = _preflight(self.client, self.job)
-        self.job["host_slots"] = _host_slots(self.client)
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]  # asked once
+        ready = _preflight(self.client, self.job, sorted(workers))
+        self.job["host_slots"] = _host_slots(workers)
         self.boxes = {w: info["sandbox"] for w, info in ready.items()}
         if progress:
             threads = sum(self.job["host_slots"].values())
@@ -144,9 +145,8 @@ def _connect(address: str):
     return client
 
 
-def _preflight(client, job: dict) -> dict:
+def _preflight(client, job: dict, workers: list) -> dict:
     """{worker: its sandbox} once each worker has started one; stops at the first that cannot."""
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     futures = {w: client.submit(worker_ready, job, workers=[w], allow_other_workers=False,
                                 pure=False, key=f"course-grade-ready-{secrets.token_hex(6)}")
                for w in workers}
@@ -173,10 +173,11 @@ def _preflight(client, job: dict) -> dict:
     return ready
 
 
-def _host_slots(client) -> dict:
-    """{host: submissions it grades at once}: all its workers' threads together."""
+def _host_slots(workers: dict) -> dict:
+    """{host: submissions it grades at once}: all its workers' threads together
+    (``workers``: the scheduler's ``{address: info}``)."""
     slots: dict = {}
-    for info in client.scheduler_info(n_workers=-1)["workers"].values():
+    for info in workers.values():
         slots[info["host"]] = slots.get(info["host"], 0) + info["nthreads"]
     return slots
 
@@ -214,7 +215,7 @@ def _lost(exercise: Exercise, student: str, exc: BaseException) -> Outcome:
         return _uniform_error(exercise, student, (
             "not graded: the Dask cluster cancelled it (scheduler restarted or lost?); "
             "grade it again"))
-    return batch.internal_error(exercise, student, exc)
+    return internal_error(exercise, student, exc)
 
 
 def _sandbox_summary(boxes: dict) -> tuple[dict, list[str]]:

@@ -14,23 +14,37 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from course_utils.grading import batch, checkserver, sandbox
+from course_utils.grading import checkserver, sandbox
+from course_utils.grading.hide import machine_private
 from course_utils.grading.runner import grade_one
 
 _LOCK = threading.Lock()
-_BOXES: dict = {}  # in each worker process: (sandbox settings, hidden paths) -> (scratch, box)
-_KEEP_BOXES = 4
+# In each worker process: (sandbox settings, hidden paths) -> its _Box, least recently used first
+_BOXES: dict = {}
+_KEEP_BOXES = 4  # idle boxes kept for later batches; one a task still uses is never removed
 _ROOT: list = []  # this worker process's temp folder, once made
+
+
+@dataclass
+class _Box:
+    scratch: Path  # the tasks' temp folders live in here
+    box: sandbox.Sandbox
+    users: int = 0  # tasks (or preflights) using it right now
 
 
 def grade_task(job: dict) -> dict:
     """On a Dask worker: one submission through the local code path (runner.grade_one)."""
     from distributed import get_worker
 
-    scratch, box = _worker_box(job)
+    with _worker_box(job) as (scratch, box):
+        return _grade_in(job, scratch, box, get_worker)
+
+
+def _grade_in(job: dict, scratch: Path, box: sandbox.Sandbox, get_worker) -> dict:
     task_dir = Path(tempfile.mkdtemp(prefix="t-", dir=scratch))
     try:
         path = task_dir / "submission.ipynb"
@@ -47,27 +61,43 @@ def grade_task(job: dict) -> dict:
 
 def worker_ready(job: dict) -> dict:
     """On each worker before the batch: its sandbox starts (or SandboxError says why)."""
-    _, box = _worker_box(job)
-    return {"sandbox": box.describe(), "line": box.line(), "grader": grader_digest()}
+    with _worker_box(job) as (_, box):
+        return {"sandbox": box.describe(), "line": box.line(), "grader": grader_digest()}
 
 
-def _worker_box(job: dict) -> tuple[Path, sandbox.Sandbox]:
-    """This worker process's sandbox for the batch, made once: preparing one (probe, cgroups,
-    the redacted data) costs ~0.25 s, half the overhead a submission may add."""
+@contextmanager
+def _worker_box(job: dict):
+    """This worker process's sandbox for the batch, made once (preparing one, with its probe,
+    cgroups and redacted data, costs ~0.25 s), and held while the caller uses it: (scratch, box)."""
     s = job["settings"]
     key = (s.sandbox, s.limits, s.device, tuple(job["hide"]))
     with _LOCK:
         if key not in _BOXES:
             scratch = Path(tempfile.mkdtemp(prefix="b-", dir=_process_root()))
-            hide = [*job["hide"], *batch.machine_private(_shared_root()), *_dask_dirs()]
+            hide = [*job["hide"], *machine_private(_shared_root()), *_dask_dirs()]
             box = sandbox.prepare(s.sandbox, s.limits, hide=hide, scratch=scratch,
                                   gpu=s.device == "cuda")
             checkserver.warm_up()
-            _BOXES[key] = (scratch, box)
-            while len(_BOXES) > _KEEP_BOXES:  # a long-lived worker serves many batches
-                old_scratch, _ = _BOXES.pop(next(iter(_BOXES)))
-                shutil.rmtree(old_scratch, ignore_errors=True)
-        return _BOXES[key]
+            _BOXES[key] = _Box(scratch, box)
+        entry = _BOXES[key] = _BOXES.pop(key)  # now the most recently used
+        entry.users += 1
+    try:
+        yield entry.scratch, entry.box
+    finally:
+        with _LOCK:
+            entry.users -= 1
+            _evict()
+
+
+def _evict() -> None:
+    """Remove the least recently used idle boxes beyond _KEEP_BOXES (a long-lived worker serves
+    many batches); a box a task still uses, and the newest, stay. Called with _LOCK held."""
+    keys = list(_BOXES)
+    for key in keys[:-1]:
+        if len(_BOXES) <= _KEEP_BOXES:
+            return
+        if _BOXES[key].users == 0:
+            shutil.rmtree(_BOXES.pop(key).scratch, ignore_errors=True)
 
 
 def _shared_root() -> Path:

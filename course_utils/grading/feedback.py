@@ -1,8 +1,9 @@
 """``OUT_DIR/feedback/STUDENT_ID.md``: what one graded student may read, in plain language.
 
 Written by the grading client (also under ``--scheduler``) for every row of grades.csv: points
-per question and in total, the check's one-line message, and for a question that did not pass a
-hint from the exercise's release notebook (guide.py). The messages of hidden checks are written
+per question and in total, the check's one-line message, an instructor's override with its
+reason, a late penalty, and for a question that did not pass a hint from the exercise's release
+notebook (guide.py). The messages of hidden checks are written
 for students; what is NOT theirs to see is filtered here: errors raised inside a hidden check
 (their text can quote hidden inputs), log tails, tracebacks, file paths, and any line of the
 hidden tests' source.
@@ -10,6 +11,7 @@ hidden tests' source.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from course_utils.datafiles import atomic_write
@@ -32,18 +34,26 @@ _RESULT = {"ok": "passed", "failed": "not passed", "error": "could not be checke
            "timeout": "not checked (time limit)", "invalid": "not checked (unreadable file)"}
 
 
-def write_all(out_dir: Path, guide: Guide, outcomes, hidden_source: str, settings) -> Path:
-    """Write one feedback file per outcome into OUT_DIR/feedback/ (old files removed)."""
-    folder = Path(out_dir) / "feedback"
+def write_all(folder: Path, guide: Guide, outcomes, hidden_source: str, settings,
+              marks: dict | None = None) -> Path:
+    """Write one feedback file per outcome into ``folder`` (OUT_DIR/feedback, or the batch's
+    staging copy of it). ``marks``: {student: Marks} (overrides, late penalty)."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.md"):
-        old.unlink()
     secrets = hidden_lines(hidden_source)
     for outcome in outcomes:
-        text = render(guide, outcome, secrets, settings.timeout)
+        text = render(guide, outcome, secrets, settings.timeout, (marks or {}).get(outcome.student))
         atomic_write(folder / f"{outcome.student}.md",
                      lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
     return folder
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What changes a student's points after the checks: overrides, and the late penalty."""
+    points: dict  # question -> points (after overrides)
+    overrides: dict = field(default_factory=dict)  # question -> overrides.Override
+    total: dict | None = None  # the student's row of deadlines.totals (raw, late_penalty, final...)
 
 
 def hidden_lines(hidden_source: str, min_len: int = 12) -> list[str]:
@@ -52,32 +62,41 @@ def hidden_lines(hidden_source: str, min_len: int = 12) -> list[str]:
                    if len(line.strip()) >= min_len})
 
 
-def render(guide: Guide, outcome, secrets: list[str], limit: float) -> str:
+def render(guide: Guide, outcome, secrets: list[str], limit: float, marks: Marks | None = None) -> str:
     """The whole Markdown text for one student."""
     results = outcome.results
-    got = sum(guide.questions[q].points for q, (s, _) in results.items() if s == "ok")
-    parts = [_header(guide, outcome, got), _table(guide, results)]
+    points = marks.points if marks else {
+        q: guide.questions[q].points if s == "ok" else 0 for q, (s, _) in results.items()}
+    got = sum(points.values())
+    parts = [_header(guide, outcome, got, marks), _table(guide, results, points)]
     if outcome.status != "ok":
         parts.append(_notebook_problem(outcome, secrets, limit))
-    parts += [_question(guide.questions[q], s, d, secrets, outcome.status)
+    overrides = marks.overrides if marks else {}
+    parts += [_question(guide.questions[q], s, d, secrets, outcome.status, points[q], overrides.get(q))
               for q, (s, d) in results.items()]
     parts.append(_footer(outcome.status, got, guide.max_points))
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def _header(guide: Guide, outcome, got: float) -> str:
+def _header(guide: Guide, outcome, got: float, marks: Marks | None) -> str:
     title = f"# Feedback on {guide.exercise}" + (f": {guide.title}" if guide.title else "")
+    total = marks.total if marks else None
+    late = ""
+    if total and total["days_late"]:
+        late = (f"\n\nHanded in {total['submitted_at']}, {total['days_late']} started "
+                f"day{'s' if total['days_late'] > 1 else ''} after the due time: "
+                f"{total['percent_kept']:g} % of the points kept, "
+                f"**{total['final']:g} of {guide.max_points:g} points after the late penalty.**")
     return (f"{title}\n\nStudent: {outcome.student}\n\n"
             f"**Total: {got:g} of {guide.max_points:g} points.** "
-            f"{_NOTEBOOK_STATUS.get(outcome.status, '')}")
+            f"{_NOTEBOOK_STATUS.get(outcome.status, '')}{late}")
 
 
-def _table(guide: Guide, results: dict) -> str:
+def _table(guide: Guide, results: dict, points: dict) -> str:
     rows = ["| question | points | result |", "|---|---|---|"]
     for q, (status, _) in results.items():
         info = guide.questions[q]
-        points = info.points if status == "ok" else 0
-        rows.append(f"| {info.label} | {points:g} / {info.points:g} | {_RESULT.get(status, status)} |")
+        rows.append(f"| {info.label} | {points[q]:g} / {info.points:g} | {_RESULT.get(status, status)} |")
     return "\n".join(rows)
 
 
@@ -96,14 +115,17 @@ def _notebook_problem(outcome, secrets: list[str], limit: float) -> str:
     return f"## What happened\n\n{what}"
 
 
-def _question(info, status: str, detail: str, secrets: list[str], notebook: str) -> str:
-    points = info.points if status == "ok" else 0
+def _question(info, status: str, detail: str, secrets: list[str], notebook: str, points: float,
+              override=None) -> str:
     head = f"## {info.label} ({points:g} of {info.points:g} points): {_RESULT.get(status, status)}"
     lines = [head]
     if info.description:
         lines.append(f"What you hand in: {info.description}")
     if notebook == "ok":
         lines.append(f"What the grader found: {student_text(detail, secrets)}")
+    if override is not None:
+        lines.append(f"Your instructor set this question to {override.points:g} of "
+                     f"{info.points:g} points: {override.reason}")
     if status != "ok" and info.hint:
         lines.append(f"Hint: {info.hint}")
     return "\n\n".join(lines)

@@ -1,6 +1,7 @@
 """Resource limits for one submission: what they are (:class:`Limits`), the cgroups (v1 or v2)
-that enforce memory and processes where the grader may create one, and the measurements the
-watchdog falls back on elsewhere. ``sandbox`` applies them to a worker."""
+that enforce memory and processes where the grader may create one, the measurements the
+watchdog falls back on elsewhere, and :class:`Job`, which applies them to one process tree:
+a submission's worker (``sandbox.SandboxRun``) or its check process (``runner``)."""
 from __future__ import annotations
 
 import os
@@ -214,6 +215,66 @@ def usable_cgroups(limits: Limits) -> tuple:
     return tuple(usable)
 
 
+class Job:
+    """Memory and process limits of one process tree: its own cgroups where the grader may make
+    them (the tree joins them through ``procs_files``), else a watchdog (``watch``)."""
+
+    def __init__(self, parents: tuple, limits: Limits, extra_memory=None, unique: bool = False):
+        """``extra_memory(pid)``: bytes the tree holds outside its processes (private tmpfs);
+        ``unique``: count only the pages the processes do not share with others (a check forked
+        from the warm check server shares its torch with it)."""
+        self.limits, self.extra_memory, self.unique = limits, extra_memory, unique
+        self.reason: str | None = None  # set by the watchdog
+        self.cgroups: list[Cgroup] = []
+        try:
+            for parent in parents:
+                self.cgroups.append(Cgroup(parent, limits))
+        except OSError:
+            self.close()
+            raise
+
+    def __enter__(self) -> "Job":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for cgroup in self.cgroups:
+            cgroup.remove()
+        self.cgroups = []
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [c.procs_file for c in self.cgroups]
+
+    def watch(self, pid: int) -> bool:
+        """Polled while the tree runs; True: a limit no cgroup enforces was crossed, stop it."""
+        if self.reason is None:
+            self.reason = self._tree_over(pid)
+        return self.reason is not None
+
+    def exceeded(self) -> str | None:
+        """The memory or process limit the tree crossed, if any (after the run, before ``close``)."""
+        if self.reason:
+            return self.reason
+        hit = [c for cgroup in self.cgroups for c in cgroup.crossed()]
+        return next((self.limits.message(c) for c in ("memory", "pids") if c in hit), None)
+
+    def _tree_over(self, pid: int) -> str | None:
+        unwatched = {"memory", "pids"} - {c for g in self.cgroups for c in g.parent.controllers}
+        if not unwatched:
+            return None
+        memory, tasks = tree_usage(pid, self.unique)
+        if "memory" in unwatched and self.extra_memory:
+            memory += self.extra_memory(pid)
+        if "memory" in unwatched and memory > self.limits.memory_mb << 20:
+            return self.limits.message("memory")
+        if "pids" in unwatched and tasks > self.limits.max_procs:
+            return self.limits.message("pids")
+        return None
+
+
 def folder_bytes(folder: Path) -> int:
     total = 0
     for top, _dirs, files in os.walk(folder):  # does not follow symlinks
@@ -225,8 +286,9 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
-def tree_usage(pid: int) -> tuple[int, int]:
-    """(resident bytes, threads) of a process and all its descendants."""
+def tree_usage(pid: int, unique: bool = False) -> tuple[int, int]:
+    """(resident bytes, threads) of a process and all its descendants; ``unique``: count only
+    the pages no other process maps (USS, slower to read) instead of the resident set."""
     import psutil
 
     try:
@@ -234,11 +296,34 @@ def tree_usage(pid: int) -> tuple[int, int]:
         family = [root] + root.children(recursive=True)
     except psutil.Error:
         return 0, 0
-    rss = tasks = 0
+    memory = tasks = 0
     for proc in family:
         try:
-            rss += proc.memory_info().rss
+            memory += proc.memory_full_info().uss if unique else proc.memory_info().rss
             tasks += proc.num_threads()
         except psutil.Error:
             pass
-    return rss, tasks
+    return memory, tasks
+
+
+def tmpfs_bytes(pid: int, folders=("/dev/shm", "/tmp")) -> int:
+    """Bytes stored in ``folders`` as the sandbox below ``pid`` (bwrap) sees them: its private
+    tmpfs mounts, which hold host memory that no process's resident set shows. Read through
+    /proc/CHILD/root, i.e. in the sandbox's own mount namespace; 0 if there is none yet."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.Error:
+        return 0
+    total = 0
+    for child in children[:1]:  # bwrap's first child: the sandbox's init
+        for folder in folders:
+            inside = f"/proc/{child.pid}/root{folder}"
+            try:  # not the host's own folder (the sandbox may not be set up yet)
+                if os.stat(inside).st_dev != os.stat(folder).st_dev:
+                    st = os.statvfs(inside)
+                    total += (st.f_blocks - st.f_bfree) * st.f_frsize
+            except OSError:
+                continue
+    return total

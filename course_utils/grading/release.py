@@ -1,10 +1,13 @@
 """``course-grade release``: student versions of the exercise notebooks.
 
 exercises/source/X.ipynb  ->  exercises/release/X.ipynb with every solution block replaced
-by a stub, outputs and execution counts cleared. The output is a pure function of the source
-(sorted keys, fixed cell ids, no timestamps), so regenerating is byte-identical and
-``--check`` can tell a stale release from a fresh one. Hidden tests live in exercises/grading/
-and are never read here.
+by a stub, outputs and execution counts cleared, and the notebook's ``course_grade`` metadata
+(guide.py) written for ``course-grade check``: the exercise, its title, time limit, and per
+question the label, points, what is handed in, a hint and the names the grader reads. The output
+is a pure function of the source (sorted keys, fixed cell ids, no timestamps), so regenerating is
+byte-identical and ``--check`` can tell a stale release from a fresh one. Of the hidden tests
+(grading/X.py next to source/, when present) only ``QUESTIONS`` is read, to check that the
+metadata's points are the ones graded; nothing of them is written.
 """
 from __future__ import annotations
 
@@ -14,8 +17,13 @@ from pathlib import Path
 
 import nbformat
 
+from course_utils.grading.guide import (
+    DEFAULT_TIME_LIMIT_S, FORMAT, META_KEY, Guide, check_points, defined_names,
+    guide_from_metadata, release_guide, title_of,
+)
 from course_utils.grading.spec import (
     DEFAULT_HINT, HINT_PREFIX, PARAMETER_NAMES, SOLUTION_BEGIN, SOLUTION_END, ExerciseError,
+    parse_hidden,
 )
 
 _RUN_METADATA = ("execution", "papermill", "collapsed", "scrolled", "ExecuteTime")
@@ -60,15 +68,54 @@ def lint_source(nb, where: str) -> list[str]:
                 problems.append(f"{where}: the parameters cell must assign {name}")
     if not any(SOLUTION_BEGIN in c.source for c in nb.cells if c.cell_type == "code"):
         problems.append(f"{where}: no `{SOLUTION_BEGIN}` block, so nothing to hand in")
-    return problems
+    return problems + _lint_metadata(nb.metadata.get(META_KEY), where)
+
+
+def _lint_metadata(meta, where: str) -> list[str]:
+    example = ('{"questions": [{"name": "q1_...", "label": "Q1", "points": 2, '
+               '"description": "what is handed in", "hint": "..."}], "time_limit_s": 600}')
+    questions = meta.get("questions") if isinstance(meta, dict) else None
+    if not isinstance(questions, list) or not questions:
+        return [f"{where}: needs notebook metadata {META_KEY!r}: {example}"]
+    for q in questions:
+        ok = (isinstance(q, dict) and isinstance(q.get("name"), str) and q["name"].isidentifier()
+              and isinstance(q.get("points"), (int, float)) and not isinstance(q["points"], bool)
+              and q["points"] > 0
+              and all(isinstance(q.get(k, ""), str) for k in ("label", "description", "hint"))
+              and all(isinstance(n, str) for n in q.get("reads", [])))
+        if not ok:
+            return [f"{where}: {META_KEY!r} question {q!r} needs a name (identifier), points > 0 "
+                    f"and text label, description, hint (optional: reads, a list of names): "
+                    f"{example}"]
+    return []
+
+
+def release_metadata(nb, name: str) -> dict:
+    """The ``course_grade`` metadata of the release of source notebook ``nb`` (exercise ``name``)."""
+    meta = nb.metadata[META_KEY]
+    defined = defined_names(nb)
+    questions = []
+    for q in meta["questions"]:
+        reads = q.get("reads")
+        if reads is None:  # the `names` of its description that the source notebook defines
+            said = re.findall(r"`([A-Za-z_]\w*)(?:\(.*?\))?`", q.get("description", ""))
+            reads = [n for n in dict.fromkeys(said) if n in defined]
+        questions.append({"name": q["name"], "label": q.get("label") or q["name"],
+                          "points": q["points"], "description": q.get("description", ""),
+                          "hint": q.get("hint", ""), "reads": reads})
+    return {"format": FORMAT, "exercise": name, "title": title_of(nb),
+            "time_limit_s": meta.get("time_limit_s", DEFAULT_TIME_LIMIT_S),
+            "parameters": {"FAST": True, "SEED": 0}, "questions": questions}
 
 
 def release_text(source_path: Path) -> str:
     """The exact text of the release notebook for ``source_path``."""
+    source_path = Path(source_path)
     nb = nbformat.read(str(source_path), as_version=4)
     problems = lint_source(nb, source_path.name)
     if problems:
         raise ExerciseError("\n".join(problems))
+    meta = release_metadata(nb, source_path.stem)  # before the solutions go: what they define
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index:03d}"  # fixed ids: nbformat would otherwise invent random ones
         for key in _RUN_METADATA:
@@ -79,12 +126,30 @@ def release_text(source_path: Path) -> str:
     nb.nbformat_minor = max(nb.nbformat_minor, 5)  # cell ids need nbformat 4.5
     for key in ("papermill", "widgets"):
         nb.metadata.pop(key, None)
+    nb.metadata[META_KEY] = meta
     return nbformat.writes(nb) + "\n"
 
 
+def load_guide(exercise) -> Guide:
+    """The guide of ``exercise``'s release, computed from its source notebook (as ``course-grade
+    release`` writes it); ExerciseError if its questions are not those of the hidden tests."""
+    nb = nbformat.reads(release_text(exercise.source), as_version=4)
+    guide = release_guide(nb, exercise.source.name)
+    check_points(guide, exercise.questions, exercise.source.name)
+    return guide
+
+
 def plan(source_dir: Path, release_dir: Path) -> tuple[dict[Path, str], list[Path]]:
-    """({release path: text it should have}, [release notebooks without a source])."""
-    wanted = {release_dir / p.name: release_text(p) for p in sorted(source_dir.glob("*.ipynb"))}
+    """({release path: text it should have}, [release notebooks without a source]). The points
+    in each release are checked against its hidden tests, where those sit next to source/."""
+    wanted = {}
+    for path in sorted(source_dir.glob("*.ipynb")):
+        text = wanted[release_dir / path.name] = release_text(path)
+        hidden = source_dir.parent / "grading" / f"{path.stem}.py"
+        if hidden.is_file():
+            questions, _ = parse_hidden(hidden.read_text(encoding="utf-8"), str(hidden))
+            guide = guide_from_metadata(nbformat.reads(text, as_version=4).metadata[META_KEY])
+            check_points(guide, questions, path.name)
     orphans = sorted(p for p in release_dir.glob("*.ipynb") if p not in wanted)
     return wanted, orphans
 

@@ -21,15 +21,16 @@ import stat
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from course_utils.grading import checkserver, procs
-from course_utils.grading.limits import Limits
+from course_utils.grading.answers import answers_too_large
+from course_utils.grading.limits import Job, Limits
 from course_utils.grading.sandbox import Sandbox, worker_process
-from course_utils.grading.spec import Exercise, timeout_detail
+from course_utils.grading.spec import SECRET_ENV, Exercise, timeout_detail
 from course_utils.grading.submissions import load_submission
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # so `-m course_utils...` imports
@@ -52,10 +53,17 @@ class Settings:
     memory_mb: int = Limits.memory_mb
     max_procs: int = Limits.max_procs
     disk_mb: int = Limits.disk_mb
+    secret: str | None = field(default=None, repr=False)  # the kit's per-term secret (--kit)
 
     @property
     def limits(self) -> Limits:
         return Limits(self.memory_mb, self.max_procs, self.disk_mb)
+
+    @property
+    def answers_mb(self) -> int:
+        """How large the answers may be once expanded: a quarter of the memory limit, as the
+        check process holds them, one copy per check, and the check's own data."""
+        return max(1, self.memory_mb // 4)
 
     @property
     def cell_timeout(self) -> int:
@@ -87,12 +95,18 @@ def grade_one(exercise: Exercise, student: str, path: Path, settings: Settings,
         status, detail = _execute(exercise.collect_source, nb, sub_dir, settings, box)
         _keep_executed(sub_dir / "grader" / "executed.ipynb", executed_dir / f"{student}.ipynb")
         if status != "ok":
-            return _uniform(exercise, student, status, _clean(detail, sub_dir), start)
-        results = _check(exercise, sub_dir, settings)
-        results = {q: (s, _clean(d, sub_dir)) for q, (s, d) in results.items()}
+            return _uniform(exercise, student, status, clean_detail(detail, sub_dir), start)
+        results = _check(exercise, sub_dir, settings, box)
+        results = {q: (s, clean_detail(d, sub_dir)) for q, (s, d) in results.items()}
         return Outcome(student, "ok", results, time.monotonic() - start)
     finally:
         _rmtree(sub_dir)
+
+
+def internal_error(exercise: Exercise, student: str, exc: BaseException) -> Outcome:
+    """The outcome of a submission the grader itself failed on: every question ``error``."""
+    detail = f"grader internal error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return Outcome(student, "error", {q: ("error", detail) for q in exercise.questions}, 0.0)
 
 
 def _uniform(exercise, student, status, detail, start) -> Outcome:
@@ -173,21 +187,36 @@ def _read_result(path: Path, collecting: bool = True) -> dict | None:
     return None
 
 
+# What of the grader's (or the Dask worker's) environment a kernel gets: nothing else, so no token,
+# key or password the grading host holds can reach a cell, a row of grades.csv or a feedback file.
+ENV_ALLOWED = ("PATH", "TMPDIR", "LANG", "LANGUAGE", "TZ",
+               "SYSTEMROOT")  # Windows (--sandbox none) cannot open a socket without SYSTEMROOT
+ENV_ALLOWED_PREFIXES = ("LC_", "COURSE_")
+ENV_DENIED_PREFIXES = ("COURSE_GRADE_",)  # the grader's own (the kit's secret never goes in env)
+
+
+def allowed_env(environ) -> dict:
+    """The part of ``environ`` a kernel may see: PATH, TMPDIR, the locale (LANG, LANGUAGE, LC_*),
+    TZ and the course's own COURSE_* settings."""
+    return {k: v for k, v in environ.items()
+            if (k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES))
+            and not k.startswith(ENV_DENIED_PREFIXES)}
+
+
 def _kernel_env(home: Path, grader: Path, settings: Settings) -> dict:
-    env = dict(os.environ)
+    env = allowed_env(os.environ)
     # HOME (and so ~/.ipython, ~/.cache, ~/.local/share/jupyter) points into the private dir:
     # whatever a notebook leaves there is deleted with it and never seen by another student.
     env.update(HOME=str(home), JUPYTER_RUNTIME_DIR=str(grader / "runtime"),
                JUPYTER_CONFIG_DIR=str(grader / "jupyter-config"),
                JUPYTER_PATH=_kernelspec_dir(grader), PYTHONHASHSEED=str(settings.seed),
-               PYDEVD_DISABLE_FILE_VALIDATION="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-    env.pop("JUPYTER_DATA_DIR", None)
-    env.pop("IPYTHONDIR", None)
+               PYDEVD_DISABLE_FILE_VALIDATION="1", PYTHONPATH=_PACKAGE_PARENT)
     if settings.fast:
         env["COURSE_FAST"] = "1"
     else:
         env.pop("COURSE_FAST", None)
+    if settings.device == "cuda" and "CUDA_VISIBLE_DEVICES" in os.environ:
+        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPUs it may use
     env.update(_thread_env(settings.jobs))
     return env
 
@@ -219,32 +248,43 @@ def _kernelspec_dir(grader: Path) -> str:
     return str(grader / "jupyter")
 
 
-def _check(exercise: Exercise, sub_dir: Path, settings: Settings) -> dict:
-    """Run check_* in fresh (forked) processes; a hung or crashing check costs only its own question."""
+def _check(exercise: Exercise, sub_dir: Path, settings: Settings, box: Sandbox) -> dict:
+    """Run check_* in fresh (forked) processes with the submission's memory and process limits;
+    a hung, crashing or bloated check costs only its own question."""
     check = sub_dir / "check"
+    too_big = answers_too_large(check / "answers", settings.answers_mb)
+    if too_big:  # refused from the files' headers, before anything is expanded
+        return {q: ("error", too_big) for q in exercise.questions}
     hidden = check / "hidden_tests.py"
     hidden.write_text(exercise.hidden_source, encoding="utf-8")
     results_path = check / "results.jsonl"
     limit = settings.check_timeout or settings.timeout
     results, pending = {}, list(exercise.questions)
     while pending:
-        rc, timed_out = checkserver.run_checks(
-            [str(hidden), str(check / "answers"), str(results_path), *pending],
-            cwd=check, env=_check_env(), timeout=limit,
-            log_path=check / "check.log", marker=secrets.token_hex(8),
-        )
+        with Job(box.cgroups, box.limits, unique=True) as job:
+            rc, timed_out = checkserver.run_checks(
+                [str(hidden), str(check / "answers"), str(results_path), *pending],
+                cwd=check, env=_check_env(settings), timeout=limit,
+                log_path=check / "check.log", marker=secrets.token_hex(8), job=job,
+            )
+            over = job.exceeded()
         results.update(_read_results(results_path, pending))
         pending = [q for q in pending if q not in results]
-        if pending:  # the first unanswered question is the one that hung or crashed
-            why = (f"check did not finish within {limit:g} s" if timed_out
+        if pending:  # the first unanswered question is the one that hung, crashed or bloated
+            why = (f"check stopped: {over}" if over
+                   else f"check did not finish within {limit:g} s" if timed_out
                    else f"check process crashed (exit {rc}): {_log_tail(check / 'check.log')}")
             results[pending.pop(0)] = ("error", why)
     return results
 
 
-def _check_env() -> dict:
+def _check_env(settings: Settings) -> dict:
+    """The check process's environment: the grader's, and the kit's secret (toolkit.term_rng)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+    env.pop(SECRET_ENV, None)
+    if settings.secret:
+        env[SECRET_ENV] = settings.secret
     return env
 
 
@@ -272,7 +312,7 @@ def _keep_executed(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _clean(detail: str, sub_dir: Path) -> str:
+def clean_detail(detail: str, sub_dir: Path) -> str:
     """One short line, free of temp paths and memory addresses, so reruns compare equal."""
     text = _ANSI.sub("", str(detail)).replace(str(sub_dir), "<tmp>")
     text = " ".join(_ADDRESS.sub("0x…", text).split())

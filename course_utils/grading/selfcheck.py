@@ -1,37 +1,38 @@
 """``course-grade check NOTEBOOK``: a student's self-check before handing in.
 
-Says what the grader will run (questions, points, what each one checks, the time limit) from the
-exercise's release notebook only, looks for obvious problems (unreadable file, wrong exercise,
+Needs only the notebook: a student's copy of a release notebook carries the exercise's questions,
+points, time limit and hints in its metadata (guide.py, written by ``course-grade release``).
+Without that metadata (a copy that lost it, or ``--exercise NAME``), the release notebook of the
+exercise in the release folder is read instead; nothing else (no solution, no hidden test).
+Says what the grader will run, looks for obvious problems (unreadable file, wrong exercise,
 answers still missing), then runs the notebook the way grading does (FAST = True, SEED = 0,
-papermill, in the sandbox when bubblewrap can run here) with its own visible self-check cells
-and no hidden check. Exit 0: nothing found; 1: problems found; 2: usage problem.
+papermill, in the sandbox when bubblewrap can run here) with its own visible self-check cells and
+no hidden check. Exit 0: nothing found; 1: problems found; 2: usage problem.
 """
 from __future__ import annotations
 
-import ast
 import re
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import nbformat
-
-from course_utils.grading.guide import Guide, load_guide, text_of, title_of
-from course_utils.grading.spec import (
-    ExerciseError, default_exercises_dir, known_exercises, load_exercise, timeout_detail,
+from course_utils.grading.guide import (
+    Guide, defined_names, read_release_guide, release_guide, text_of, title_of,
 )
+from course_utils.grading.spec import ExerciseError, timeout_detail
 from course_utils.grading.submissions import load_submission
 
 _STUB = re.compile(r"^\s*raise NotImplementedError\b", re.MULTILINE)
-_NAME = re.compile(r"`([A-Za-z_]\w*)(?:\(.*?\))?`")
 _QHEAD = re.compile(r"^#{1,6}\s+Q(\d+)(?!\d)", re.MULTILINE)
 
 
-def run_selfcheck(path: Path, exercise: str | None, exercises_dir: Path | None,
+def run_selfcheck(path: Path, exercise: str | None, release_dir: Path | None,
                   settings, run: bool = True, out=print) -> int:
-    """Print the plan and the problems found; return the exit code (0 clean, 1 problems)."""
-    path, base = Path(path), Path(exercises_dir or default_exercises_dir())
+    """Print the plan and the problems found; return the exit code (0 clean, 1 problems).
+    ``settings.timeout`` None: the release's time limit."""
+    path = Path(path)
     if not path.is_file():
         raise ExerciseError(f"no notebook at {path}")
     nb, unreadable = load_submission(path)
@@ -39,40 +40,53 @@ def run_selfcheck(path: Path, exercise: str | None, exercises_dir: Path | None,
         out(f"PROBLEM: {path.name} cannot be read as a notebook: {unreadable}. "
             "The grader would give 0 points. Save it from Jupyter and check the file you hand in.")
         return 1
-    name, problems = identify(nb, path, exercise, base)
-    ex = load_exercise(name, base)
-    guide = load_guide(ex)
+    guide, problems = identify(nb, path, exercise, release_dir)
+    settings = replace(settings, timeout=settings.timeout or guide.time_limit_s)
     print_plan(guide, path, settings.timeout, out)
-    problems += missing_answers(nb, guide) + missing_names(nb, guide, ex.source)
+    problems += missing_answers(nb) + missing_names(nb, guide)
     if run:
-        problems += run_problems(nb, guide, settings, ex, out)
+        problems += run_problems(nb, settings, out)
     return report(problems, out)
 
 
-def identify(nb, path: Path, requested: str | None, base: Path) -> tuple[str, list[str]]:
-    """The exercise to check against, and a problem if the notebook looks like another one."""
-    titles = _titles(base)
-    mine = title_of(nb)
-    by_title = next((n for n, t in titles.items() if t and t == mine), None)
-    name = requested or by_title or (path.stem if path.stem in titles else None)
+def identify(nb, path: Path, requested: str | None, release_dir: Path | None):
+    """(the guide to check against, [a problem if the notebook looks like another exercise])."""
+    own = release_guide(nb, path.name)
+    releases = _release_guides(release_dir) if (requested or own is None) else {}
+    mine = own.exercise if own else next(
+        (n for n, g in releases.items() if g.title and g.title == title_of(nb)), None)
+    name = requested or mine or (path.stem if path.stem in releases else None)
     if name is None:
         raise ExerciseError(
-            f"cannot tell which exercise {path.name} is (its title {mine!r} is no exercise's): "
-            f"pass --exercise NAME, one of: {', '.join(titles) or '(none)'}")
-    if by_title and by_title != name:
-        return name, [f"wrong exercise? this notebook's title is that of {by_title} "
-                      f"({mine!r}), not of {name}: hand it in for {by_title}, or check the file"]
-    return name, []
+            f"cannot tell which exercise {path.name} is: it carries no course-grade metadata (start "
+            "from the release notebook you were given) and its title is no exercise's; pass "
+            f"--exercise NAME, one of: {', '.join(releases) or '(no release notebooks found)'}")
+    problems = []
+    if mine and mine != name:
+        problems.append(f"wrong exercise? this notebook's title is that of {mine} "
+                        f"({title_of(nb)!r}), not of {name}: hand it in for {mine}, or check the file")
+    if own is not None and own.exercise == name:
+        return own, problems
+    if name not in releases:
+        raise ExerciseError(f"no release notebook of {name} in {release_dir}: known: "
+                            f"{', '.join(releases) or '(none)'}")
+    return releases[name], problems
 
 
-def _titles(base: Path) -> dict:
-    titles = {}
-    for name in known_exercises(base):
+def _release_guides(release_dir: Path | None) -> dict:
+    """{exercise: guide} of the release notebooks in ``release_dir`` (public, like the notebook)."""
+    from course_utils.grading.spec import default_exercises_dir
+
+    folder = Path(release_dir or default_exercises_dir() / "release")
+    guides = {}
+    for nb_path in sorted(folder.glob("*.ipynb")):
         try:
-            titles[name] = load_guide(load_exercise(name, base)).title
-        except ExerciseError:
+            guide = read_release_guide(nb_path)
+        except Exception:  # noqa: BLE001 - an unreadable release is simply not a candidate
             continue
-    return titles
+        if guide is not None:
+            guides[guide.exercise] = guide
+    return guides
 
 
 def print_plan(guide: Guide, path: Path, timeout: float, out=print) -> None:
@@ -87,7 +101,7 @@ def print_plan(guide: Guide, path: Path, timeout: float, out=print) -> None:
     out("Those hidden checks are NOT run here; your notebook's own self-check cells are.")
 
 
-def missing_answers(nb, guide: Guide) -> list[str]:
+def missing_answers(nb) -> list[str]:
     """A cell that still raises NotImplementedError: an answer not written yet."""
     problems = []
     for index, label in _code_cells_with_labels(nb):
@@ -108,16 +122,11 @@ def _code_cells_with_labels(nb):
             yield index, label
 
 
-def missing_names(nb, guide: Guide, source: Path) -> list[str]:
-    """Names a question says you hand in (`model`, `predict_groups(x)`) that no cell defines."""
-    try:
-        reference = defined_names(nbformat.read(str(source), as_version=4))
-    except Exception:  # noqa: BLE001 - no reference: nothing to compare with
-        return []
+def missing_names(nb, guide: Guide) -> list[str]:
+    """Names the grader reads for a question (the release's ``reads``) that no cell defines."""
     mine, problems, said = defined_names(nb), [], set()
     for q in guide.questions.values():
-        wanted = [n for n in dict.fromkeys(_NAME.findall(q.description)) if n in reference]
-        lost = [n for n in wanted if n not in mine and n not in said]
+        lost = [n for n in q.reads if n not in mine and n not in said]
         said.update(lost)
         if lost:
             problems.append(f"{q.label}: the grader reads {', '.join(f'`{n}`' for n in lost)}, "
@@ -125,29 +134,7 @@ def missing_names(nb, guide: Guide, source: Path) -> list[str]:
     return problems
 
 
-def defined_names(nb) -> set:
-    """Names bound at the top level of a notebook's code cells (assignments, def, class, import)."""
-    names = set()
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
-                         for line in text_of(cell).splitlines())
-        try:
-            tree = ast.parse(code)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                names.add(node.id)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return names
-
-
-def run_problems(nb, guide: Guide, settings, exercise, out=print) -> list[str]:
+def run_problems(nb, settings, out=print) -> list[str]:
     """Run the notebook as the grader would (no grader cell); what stopped it, if anything."""
     from course_utils.grading import runner
 
@@ -155,13 +142,13 @@ def run_problems(nb, guide: Guide, settings, exercise, out=print) -> list[str]:
     tmp = Path(tempfile.mkdtemp(prefix="course-selfcheck-"))
     start = time.monotonic()
     try:
-        box, note = _sandbox(settings, exercise, tmp)
+        box, note = _sandbox(settings, tmp)
         if note:
             out(note)
         sub = tmp / "run"
         sub.mkdir()
         status, detail = runner.run_notebook(nb, sub, settings, box)
-        detail = runner._clean(detail, sub)
+        detail = runner.clean_detail(detail, sub)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.monotonic() - start
@@ -174,15 +161,14 @@ def run_problems(nb, guide: Guide, settings, exercise, out=print) -> list[str]:
             "fix the first failing cell"]
 
 
-def _sandbox(settings, exercise, tmp: Path):
+def _sandbox(settings, tmp: Path):
     """The grader's sandbox when it can run here, else none (your own notebook, your machine)."""
     from course_utils.grading import sandbox
-    from course_utils.grading.batch import machine_private
+    from course_utils.grading.hide import machine_private
 
-    hide = [exercise.source.parent, exercise.hidden.parent, *machine_private(tmp)]
     kind = "bwrap" if settings.sandbox == "auto" else settings.sandbox
     try:
-        return sandbox.prepare(kind, settings.limits, hide=hide, scratch=tmp,
+        return sandbox.prepare(kind, settings.limits, hide=machine_private(tmp), scratch=tmp,
                                gpu=settings.device == "cuda"), ""
     except sandbox.SandboxError:
         if settings.sandbox != "auto":

@@ -22,6 +22,9 @@ DEFAULT_HINT = "write your solution here"
 PARAMETER_NAMES = ("FAST", "SEED", "DEVICE")
 COLLECT_TAG = "grader-collect"  # tag of the cell the grader appends to each submission
 STATUSES = ("ok", "failed", "error", "timeout", "invalid")
+# The check process gets the kit's per-term secret here (never a kernel: the grader's COURSE_GRADE_*
+# variables are not on the kernel's allow-list); toolkit.term_rng reads it.
+SECRET_ENV = "COURSE_GRADE_SECRET"
 
 
 class ExerciseError(Exception):
