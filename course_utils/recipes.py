@@ -187,16 +187,17 @@ def frozen_prefix(model, backbone, frozen: int, *datasets):
 
 
 def lp_ft(backbone, train, test, *, epochs: int = 5, lr: float = 1e-4, seed: int = 0, bn_eval: bool = True,
-          **kwargs) -> Result:
+          method: str = "LP-FT", **kwargs) -> Result:
     """LP-FT (Kumar et al. 2022): fit a linear head on frozen features, then fine-tune from it.
 
     Starting from a good head means the early, large gradients no longer flow into the
-    features to fix a random head, so the features are distorted less.
+    features to fix a random head, so the features are distorted less. ``method`` names the run
+    (its label in ``out/fits.jsonl``), as in ``finetune``.
     """
     start = time.perf_counter()
     ftr = cached_embeddings(backbone, train)
     head = train_linear_head(ftr, train.y, len(train.classes), seed=seed)
-    res = finetune(backbone, train, test, epochs=epochs, lr=lr, head=head, seed=seed, method="LP-FT",
+    res = finetune(backbone, train, test, epochs=epochs, lr=lr, head=head, seed=seed, method=method,
                    bn_eval=bn_eval, **kwargs)
     res.seconds = time.perf_counter() - start
     return res

@@ -102,3 +102,17 @@ def test_an_unknown_optimizer_is_an_error_not_sgd(lite0):
         recipes.finetune(lite0, _toy_set(), None, epochs=1, optimizer="adamax")
     run = recipes.finetune(lite0, _toy_set(), None, epochs=1, freeze_groups=8, optimizer="adamw")
     assert run.history.epochs_run == 1
+
+
+def test_lp_ft_names_its_run_in_the_fits_log(lite0, tmp_path, monkeypatch):
+    """Notebook 05 labels each LP-FT run (task, rate, seed) so out/fits.jsonl can be audited run by run."""
+    import json
+
+    log = tmp_path / "fits.jsonl"
+    monkeypatch.setenv("COURSE_FITS_LOG", str(log))
+    train, val = _toy_set(), _toy_set(seed=1)
+    res = recipes.lp_ft(lite0, train, None, epochs=1, lr=1e-5, freeze_groups=8, val=val, select_epoch=True,
+                        method="LP-FT, toy, lr 1e-05")
+    assert res.method == "LP-FT, toy, lr 1e-05"
+    assert [json.loads(line)["label"] for line in log.read_text().splitlines()] == ["LP-FT, toy, lr 1e-05"]
+    assert recipes.lp_ft(lite0, train, None, epochs=1, lr=1e-5, freeze_groups=8).method == "LP-FT"
