@@ -197,6 +197,17 @@ def test_no_stale_outputs(path):
 
 
 @pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
+def test_checked_cells_carry_a_reference_run(path):
+    """nbval compares a checked cell only against a *run* reference: outputs with no
+    execution_count fail as 'Unrun reference cell has outputs' (CI stop 28)."""
+    for cell in _cells(path):
+        if cell["cell_type"] == "code" and "# NBVAL_CHECK_OUTPUT" in _src(cell):
+            assert cell.get("outputs"), f"no reference output in {_src(cell)[:60]!r}; `course run --update-checked`"
+            assert cell.get("execution_count") is not None, \
+                f"reference output without an execution_count in {_src(cell)[:60]!r}"
+
+
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
 def test_papermill_reads_every_parameter(path, caplog):
     """papermill parses the parameters cell line by line; a comment with a second '=' hides
     that line's name from `papermill --help-notebook` and logs 'Unable to parse'."""

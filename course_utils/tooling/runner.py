@@ -95,6 +95,9 @@ def strip_outputs(path: Path, executed: Path | None = None) -> int:
             if source is not None:
                 cell.outputs = source.outputs  # checked cells should print text only, no figures
                 cell.execution_count = source.execution_count
+            if cell.outputs and cell.execution_count is None:
+                # nbval refuses outputs without a count ("Unrun reference cell has outputs")
+                cell.execution_count = kept + 1
             kept += 1
         else:
             cell.outputs, cell.execution_count = [], None
