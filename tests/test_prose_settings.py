@@ -116,7 +116,7 @@ def misdirected_references(path) -> list[str]:
 
 # Notebooks not yet rewritten for issue M (see PENDING_COMPARE in test_notebook_shape.py) whose prose still
 # names settings that no constant holds; strict, so the list cannot outlive the fix.
-PENDING_PROSE = {"03_decision_matrix.ipynb", "08_forgetting_and_comparison_solutions.ipynb"}
+PENDING_PROSE = set()
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue M: not yet rewritten"))
