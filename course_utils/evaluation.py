@@ -237,15 +237,6 @@ def compare(a, b, *, win: str = "beats", lose: str = "loses to", tie: str = "tie
     return Comparison(diff, low, high, word, seeds, items, level)
 
 
-def verdict(margin: float, spread: float, win: str = "wins", lose: str = "loses", tie: str = "tie") -> str:
-    """The rule ``compare`` replaces: a margin against one spread (a seed std or one SE), which leaves
-    out the test set's own noise. Kept only for the notebooks still listed as not yet moved to
-    ``compare`` in tests/test_notebook_shape.py (PENDING_COMPARE); new code uses ``compare``."""
-    if not np.isfinite(spread) or abs(margin) <= spread:
-        return tie
-    return win if margin > 0 else lose
-
-
 def _paired_differences(a, b) -> np.ndarray:
     if np.ndim(b) == 0:   # a fixed reference (a formula's value, chance, 0): the noise is a's alone
         b = np.full(np.shape(a), float(b))
@@ -264,4 +255,4 @@ def _paired_differences(a, b) -> np.ndarray:
 
 
 __all__ = ["ErrorReport", "Comparison", "compare", "error_report", "item_scores", "report_from_proba", "gallery",
-           "unit_standard_error", "expected_calibration_error", "verdict"]
+           "unit_standard_error", "expected_calibration_error"]

@@ -97,25 +97,3 @@ def summarize(df: pd.DataFrame, by=("method",), metric: str = "accuracy") -> pd.
     if "trainable" in df:
         out["trainable"] = grouped["trainable"].first()
     return out.reset_index()
-
-
-def winners(summary: pd.DataFrame, by=(), metric: str = "accuracy") -> pd.DataFrame:
-    """Per group of ``by``: the best method, the runner-up, the margin between them, and whether
-    that margin exceeds the larger of their two seed std's (a crude "clear win" flag; None when a
-    method has only one seed, since then no spread was measured). Superseded by ``compare_methods``;
-    kept only for the notebooks not yet moved to it (tests/test_notebook_shape.py, PENDING_COMPARE)."""
-    rows = []
-    groups = summary.groupby(list(by), sort=False) if by else [((), summary)]
-    for key, part in groups:
-        ranked = part.sort_values(f"{metric}_mean", ascending=False)
-        best, second = ranked.iloc[0], ranked.iloc[1] if len(ranked) > 1 else None
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key))
-        row.update(winner=best["method"], best=best[f"{metric}_mean"])
-        if second is not None:
-            margin = best[f"{metric}_mean"] - second[f"{metric}_mean"]
-            noise = max(best[f"{metric}_std"], second[f"{metric}_std"])
-            one_seed = "seeds" in part and part["seeds"].min() < 2  # no spread measured: cannot tell
-            row.update(runner_up=second["method"], margin=margin, clear=None if one_seed else bool(margin > noise))
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -162,19 +162,7 @@ def hand_built_verdicts(path) -> list[str]:
     return found
 
 
-# Notebooks whose verdicts still use the old rule (margin against one spread), listed by name until
-# they move to compare (issue M); strict: a listed notebook that passes fails the run, so the list
-# cannot outlive the work.
-PENDING_COMPARE = {f"{name}{suffix}.ipynb" for name in (
-    "00_intuition",) for suffix in ("", "_solutions")}
-
-
-def _pending(paths):
-    return [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="not yet moved to compare (issue M)"))
-            if p.name in PENDING_COMPARE else p for p in paths]
-
-
-@pytest.mark.parametrize("path", _pending(WITH_SOLUTIONS), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
 def test_verdict_words_come_from_compare(path):
     """One comparison rule: every verdict word is ``compare(...)``'s, printed with its interval."""
     found = hand_built_verdicts(path)

@@ -114,13 +114,7 @@ def misdirected_references(path) -> list[str]:
     return found
 
 
-# Notebooks not yet rewritten for issue M (see PENDING_COMPARE in test_notebook_shape.py) whose prose still
-# names settings that no constant holds; strict, so the list cannot outlive the fix.
-PENDING_PROSE = set()
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue M: not yet rewritten"))
-                                  if p.name in PENDING_PROSE else p for p in WITH_SOLUTIONS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: p.name)
 def test_settings_named_in_prose_match_the_parameters(path):
     wrong = typed_settings_that_disagree(path)
     assert not wrong, f"markdown names {wrong} but no parameter has that value: build the sentence from the parameter"
