@@ -108,6 +108,7 @@ class ProbeResult:
     train_accuracy: float
     seconds: float
     model: object
+    hits: np.ndarray | None = None   # per test item: right (True) or wrong, in order; compare's input
 
 
 def linear_probe(train_feats, train_y, test_feats, test_y, *, C: float = 1.0, max_iter: int = 1000) -> ProbeResult:
@@ -128,7 +129,8 @@ def linear_probe(train_feats, train_y, test_feats, test_y, *, C: float = 1.0, ma
     with single_threaded():
         clf.fit(xtr, ytr)
     seconds = time.perf_counter() - start
-    return ProbeResult(float(clf.score(xte, yte)), float(clf.score(xtr, ytr)), seconds, clf)
+    hits = clf.predict(xte) == yte
+    return ProbeResult(float(hits.mean()), float(clf.score(xtr, ytr)), seconds, clf, hits)
 
 
 def single_threaded():

@@ -238,3 +238,34 @@ def test_a_new_batch_never_evicts_the_box_of_a_running_task(monkeypatch, tmp_pat
     assert seen == {"alive": True}
     cluster_task.worker_ready(dict(job, settings=Settings(sandbox="none", disk_mb=256)))
     assert len(list(cluster_task._ROOT[0].iterdir())) == 1  # idle old boxes are still removed
+
+
+def _ex07_rule_answers(tmp_path, rule):
+    """Q2's answers as the grader collects them, from ``rule`` in the student's namespace."""
+    hidden = load_exercise("ex07_detect_negative_transfer").hidden
+    collect = hidden.read_text().split("def collect(ns):", 1)[1].split("\n\n\n", 1)[0]
+    answers = _run_cell(tmp_path, {"transfer_verdict": rule}, "def collect(ns):" + collect)
+    module = {}
+    exec(compile(hidden.read_text(), str(hidden), "exec"), module)
+    return module["check_q2_verdict_rule"]({"rule": answers["rule"]})
+
+
+def _interval_rule(z, paired=True):
+    def rule(pixel_hits, probe_hits):
+        pixel, probe = np.asarray(pixel_hits, float), np.asarray(probe_hits, float)
+        d, n = probe - pixel, len(pixel)
+        se = (d.std(ddof=1) / np.sqrt(n) if paired else
+              np.sqrt(pixel.mean() * (1 - pixel.mean()) / n + probe.mean() * (1 - probe.mean()) / n))
+        low, high = d.mean() - z * se, d.mean() + z * se
+        return False if low > 0 else True if high < 0 else "tie"
+    return rule
+
+
+def test_ex07_rule_cases_tell_compare_from_the_rules_it_replaced(tmp_path):
+    """Q2 grades the course's one rule (compare's paired 95 % interval): the reference passes, and each
+    rule it replaced fails on some case: one SE instead of 1.96, and the unpaired SE of two accuracies."""
+    ok, detail = _ex07_rule_answers(tmp_path, _interval_rule(1.96))
+    assert ok, detail
+    for wrong in (_interval_rule(1.0), _interval_rule(1.96, paired=False), _interval_rule(1.0, paired=False)):
+        ok, detail = _ex07_rule_answers(tmp_path, wrong)
+        assert not ok and "cases right" in detail, detail

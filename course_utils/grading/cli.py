@@ -63,11 +63,9 @@ def _kit(argv: list[str]) -> int:
 
 
 def _check_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="course-grade check",
-        description="A student's self-check before handing in: list what the grader will check, "
-                    "look for obvious problems and run the notebook as the grader does (FAST), "
-                    "with its visible self-checks only; no hidden check runs.")
+    p = argparse.ArgumentParser(prog="course-grade check", description=(
+        "A student's self-check before handing in: list what the grader will check, look for obvious problems "
+        "and run the notebook as the grader does (FAST), with its visible self-checks only; no hidden check runs."))
     p.add_argument("notebook", type=Path, help="your notebook, e.g. ex01_freeze_and_probe.ipynb")
     p.add_argument("--exercise", default=None,
                    help="exercise name (default: from the notebook's metadata or title)")
@@ -93,6 +91,17 @@ def _selfcheck(args) -> int:
     return run_selfcheck(args.notebook, args.exercise, release_dir, settings, run=not args.no_run)
 
 
+_EXPORT_OPTIONS = {
+    "--to": dict(choices=["canvas", "moodle"], required=True),
+    "--roster": dict(type=Path, required=True, help="CSV: student_id,name,email,sis_user_id,sis_login_id,section"),
+    "--out": dict(type=Path, default=None, help="default: OUT_DIR/canvas.csv or moodle.csv"),
+    "--assignment": dict(default=None, help="the grade column's name (default: the exercise's name); for Canvas "
+                                            "the name of an existing assignment, as Canvas exports it, updates that one"),
+    "--moodle-id": dict(choices=["email", "idnumber"], default="email",
+                        help="Moodle's identifier column: Email address, or ID number (sis_user_id)"),
+}
+
+
 def _export(argv: list[str]) -> int:
     from course_utils.grading.export import export
 
@@ -100,15 +109,8 @@ def _export(argv: list[str]) -> int:
                                 description="Write a batch's final points as the LMS's own "
                                             "grade-import CSV.")
     p.add_argument("out_dir", type=Path, help="a graded batch (course-grade ... --out OUT_DIR)")
-    p.add_argument("--to", choices=["canvas", "moodle"], required=True)
-    p.add_argument("--roster", type=Path, required=True,
-                   help="CSV: student_id,name,email,sis_user_id,sis_login_id,section")
-    p.add_argument("--out", type=Path, default=None, help="default: OUT_DIR/canvas.csv or moodle.csv")
-    p.add_argument("--assignment", default=None,
-                   help="the grade column's name (default: the exercise's name); for Canvas the "
-                        "name of an existing assignment, as Canvas exports it, updates that one")
-    p.add_argument("--moodle-id", choices=["email", "idnumber"], default="email",
-                   help="Moodle's identifier column: Email address, or ID number (sis_user_id)")
+    for flag, options in _EXPORT_OPTIONS.items():
+        p.add_argument(flag, **options)
     args = p.parse_args(argv)
     export(args.out_dir, args.to, args.roster, args.out, args.assignment, args.moodle_id)
     return 0

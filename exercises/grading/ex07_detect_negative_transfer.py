@@ -7,7 +7,7 @@ of every layer group of a frozen EfficientNet-Lite0 at 32 px. Every submitted nu
 with the grader's own; no test digit is read.
 
 Measured with the reference recipe (CPU): raw pixels val 0.939, final frozen features val 0.704
-(margin -0.236, spread 0.031: negative transfer, far beyond the borderline). Probes by group, val
+(difference -0.236, far beyond the borderline: negative transfer by compare's paired interval). Probes by group, val
 (test, 35 per class as in FAST): stem 0.521 (0.526), stage 1 0.632 (0.594), stage 2 0.807 (0.811),
 stage 3 0.832 (0.820), stage 4 0.925 (0.906), stage 5 0.911 (0.926), stage 6 0.875 (0.880),
 stage 7 0.839 (0.849), top 0.704 (0.626). Validation picks stage 4; the test digits would pick
@@ -23,11 +23,14 @@ C = 1.0
 SEED = 0
 RECIPE = [IMAGE_SIZE, TRAIN_PER_CLASS, VAL_PER_CLASS, C, SEED]
 TOLERANCE = 0.005         # 1.4 of the 280 validation digits: GPU vs CPU embeddings may move one prediction
-BORDERLINE = 0.005        # |margin| this close to the spread: either verdict is accepted
-# Q2's cases (pixel accuracy, probe accuracy, n): far beyond, within and just beyond the spread, both
-# signs; a one-sided standard error, a halved one, twice the right one or a swapped sign each miss some.
-RULE_CASES = [(0.92, 0.70, 287), (0.70, 0.92, 287), (0.90, 0.88, 287), (0.90, 0.86, 100),
-              (0.90, 0.86, 1000), (0.80, 0.83, 1000), (0.90, 0.875, 1000), (0.95, 0.93, 2000), (0.60, 0.60, 50)]
+BORDERLINE = 0.005        # an interval end this close to zero: either verdict is accepted
+# Q2's cases, as counts of digits (both probes right, only the pixels right, only the probe right, both
+# wrong): far beyond zero both ways, ties, and cases where a wrong rule answers otherwise: 1 SE instead of
+# 1.96 (cases 4 and 7), the unpaired standard error of two accuracies (5 and 6), the rule this replaced, unpaired
+# at 1 SE (9 and 10), a swapped sign (1 and 2).
+# Every end of every interval is at least 0.008 from zero, beyond BORDERLINE.
+RULE_CASES = [(150, 80, 10, 40), (150, 10, 80, 40), (200, 12, 10, 58), (200, 6, 10, 64), (200, 0, 12, 68),
+              (1700, 82, 42, 176), (800, 70, 58, 72), (40, 5, 5, 10), (150, 8, 0, 122), (800, 70, 86, 44)]
 
 
 def collect(ns):
@@ -40,15 +43,23 @@ def collect(ns):
             return bool(v)
         return repr(v)[:40]
 
+    import numpy as np
+
     cases = [  # the same as RULE_CASES (only this function travels to the kernel)
-        (0.92, 0.70, 287), (0.70, 0.92, 287), (0.90, 0.88, 287), (0.90, 0.86, 100),
-        (0.90, 0.86, 1000), (0.80, 0.83, 1000), (0.90, 0.875, 1000), (0.95, 0.93, 2000), (0.60, 0.60, 50)]
+        (150, 80, 10, 40), (150, 10, 80, 40), (200, 12, 10, 58), (200, 6, 10, 64), (200, 0, 12, 68),
+        (1700, 82, 42, 176), (800, 70, 58, 72), (40, 5, 5, 10), (150, 8, 0, 122), (800, 70, 86, 44)]
+
+    def hits(both, pixel_only, probe_only, neither):
+        """(pixel_hits, probe_hits) as 0/1 arrays over the same digits."""
+        ones, zeros = np.ones, np.zeros
+        return (np.concatenate([ones(both), ones(pixel_only), zeros(probe_only), zeros(neither)]).astype(int),
+                np.concatenate([ones(both), zeros(pixel_only), ones(probe_only), zeros(neither)]).astype(int))
     return {
         "recipe": lambda: [int(ns["IMAGE_SIZE"]), int(ns["TRAIN_PER_CLASS"]), int(ns["VAL_PER_CLASS"]), float(ns["C"]),
                            int(ns["SEED"])],
         "pixel_val": lambda: float(ns["PIXEL_VAL"]),
         "probe_val": lambda: float(ns["PROBE_VAL"]),
-        "rule": lambda: [plain(ns["transfer_verdict"](a, b, n)) for a, b, n in cases],
+        "rule": lambda: [plain(ns["transfer_verdict"](*hits(*case))) for case in cases],
         "negative_transfer": lambda: plain(ns["NEGATIVE_TRANSFER"]),
         "best_stage": lambda: str(ns["BEST_STAGE"]),
         "best_stage_val": lambda: float(ns["BEST_STAGE_VAL"]),
@@ -60,22 +71,25 @@ def collect(ns):
 _CACHE = {}
 
 
-def _reference_rule(pixel_acc, probe_acc, n):
-    """The course's rule; returns (answer, |margin| - spread)."""
-    import math
-    spread = math.sqrt(pixel_acc * (1 - pixel_acc) / n + probe_acc * (1 - probe_acc) / n)
-    margin = probe_acc - pixel_acc
-    if abs(margin) <= spread:
-        return "tie", abs(margin) - spread
-    return (margin < 0), abs(margin) - spread
+def _hits(both, pixel_only, probe_only, neither):
+    import numpy as np
+    return (np.array([1] * both + [1] * pixel_only + [0] * probe_only + [0] * neither),
+            np.array([1] * both + [0] * pixel_only + [1] * probe_only + [0] * neither))
 
 
-def _accepted(pixel_acc, probe_acc, n):
-    """The answers accepted: the rule's, plus its neighbour when the margin is within BORDERLINE of the spread."""
-    answer, gap = _reference_rule(pixel_acc, probe_acc, n)
-    if abs(gap) > BORDERLINE:
+def _reference_rule(pixel_hits, probe_hits):
+    """The course's rule (compare, one seed); returns (answer, the distance of the interval's nearer end from 0)."""
+    from course_utils.evaluation import compare
+    result = compare(probe_hits, pixel_hits, win="helps", lose="hurts", tie="tie")
+    return {"hurts": True, "helps": False, "tie": "tie"}[result.word], min(abs(result.low), abs(result.high))
+
+
+def _accepted(pixel_hits, probe_hits):
+    """The answers accepted: the rule's, plus its neighbour when an end of the interval is within BORDERLINE of 0."""
+    answer, gap = _reference_rule(pixel_hits, probe_hits)
+    if gap > BORDERLINE:
         return [answer]
-    return ["tie", probe_acc < pixel_acc]
+    return ["tie", float(probe_hits.mean()) < float(pixel_hits.mean())]
 
 
 def _same(a, b):
@@ -97,13 +111,15 @@ def _measured():
         pix = {k: load_dataset("digits", k, image_size=8, **kw) for k, kw in split.items()}
         y = {k: sets[k].y for k in sets}
         pixel = linear_probe(pix["train"].x[:, 0].flatten(1), y["train"], pix["val"].x[:, 0].flatten(1), y["val"],
-                             C=C).accuracy
+                             C=C)
         widths = group_widths(bb.features)
         feats = {k: torch.split(embed(StageConcat(bb.features), sets[k].x, device=torch.device("cpu"),
                                       transform=bb.normalize), widths, dim=1) for k in sets}
-        stages = {name: linear_probe(a, y["train"], b, y["val"], C=C).accuracy
-                  for name, a, b in zip(group_names(bb.features), feats["train"], feats["val"])}
-        _CACHE["measured"] = {"pixel": pixel, "stages": stages, "probe": stages["top"], "n": len(y["val"])}
+        fits = {name: linear_probe(a, y["train"], b, y["val"], C=C)
+                for name, a, b in zip(group_names(bb.features), feats["train"], feats["val"])}
+        _CACHE["measured"] = {"pixel": pixel.accuracy, "stages": {k: f.accuracy for k, f in fits.items()},
+                              "probe": fits["top"].accuracy, "n": len(y["val"]),
+                              "pixel_hits": pixel.hits, "probe_hits": fits["top"].hits}
     return _CACHE["measured"]
 
 
@@ -135,22 +151,23 @@ def check_q1_pixels_vs_probe(answers):
 def check_q2_verdict_rule(answers):
     got = answers["rule"]
     assert isinstance(got, list) and len(got) == len(RULE_CASES), "transfer_verdict returned an unexpected result"
-    wrong = [(case, g) for case, g in zip(RULE_CASES, got) if not any(_same(g, a) for a in _accepted(*case))]
+    wrong = [(case, g) for case, g in zip(RULE_CASES, got) if not any(_same(g, a) for a in _accepted(*_hits(*case)))]
     # The cases are hidden inputs: name the kind of mistake, not the case's numbers.
-    detail = "; ".join(f"gave {g!r} where the rule gives {_reference_rule(*case)[0]!r}"
+    detail = "; ".join(f"gave {g!r} where the rule gives {_reference_rule(*_hits(*case))[0]!r}"
                        for case, g in wrong[:2])
-    return not wrong, (f"{len(RULE_CASES) - len(wrong)}/{len(RULE_CASES)} (pixel, probe, n) cases right "
-                       f"(True / False / \"tie\" against sqrt(a(1-a)/n + b(1-b)/n))" + (f": {detail}" if wrong else ""))
+    return not wrong, (f"{len(RULE_CASES) - len(wrong)}/{len(RULE_CASES)} (pixel_hits, probe_hits) cases right "
+                       "(True / False / \"tie\" from the paired difference's 95 % interval, mean +- 1.96 SE)"
+                       + (f": {detail}" if wrong else ""))
 
 
 def check_q3_negative_transfer(answers):
     m = _measured()
     got = answers["negative_transfer"]
-    accepted = _accepted(m["pixel"], m["probe"], m["n"])
-    answer, gap = _reference_rule(m["pixel"], m["probe"], m["n"])
+    accepted = _accepted(m["pixel_hits"], m["probe_hits"])
+    answer, gap = _reference_rule(m["pixel_hits"], m["probe_hits"])
     return any(_same(got, a) for a in accepted), (
-        f"NEGATIVE_TRANSFER is {got!r}; on the grader's numbers (pixels {m['pixel']:.3f}, probe {m['probe']:.3f}, "
-        f"n {m['n']}) the rule says {answer!r} (|margin| - spread = {gap:+.3f})")
+        f"NEGATIVE_TRANSFER is {got!r}; on the grader's own probes (pixels {m['pixel']:.3f}, probe {m['probe']:.3f} "
+        f"on {m['n']} validation digits) the rule says {answer!r} (the interval's nearer end is {gap:.3f} from zero)")
 
 
 def check_q4_remedy_on_val(answers):
