@@ -32,7 +32,7 @@ _EXPORTS = {  # module -> the public names a notebook or exercise imports from t
     "lora": ["LoRA", "add_lora", "merge_lora"],
     "notes": ["TRANSFER_NOTE_FIELDS", "compared", "say", "transfer_note"],
     "plots": ["bars", "show_images"],
-    "prompts": ["VisualPrompt", "prompted"],
+    "prompts": ["SoftPromptClassifier", "VisualPrompt", "prompted"],
     "probing": ["StageConcat", "group_maps", "group_names", "group_widths", "learning_curve", "stage_embeddings"],
     "recipes": ["Result", "feature_distance", "finetune", "flip_and_shift", "frozen_copy", "frozen_prefix", "lp_ft",
                 "probe", "scratch"],

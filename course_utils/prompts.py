@@ -1,7 +1,12 @@
-"""Visual prompting for a frozen CNN (Elsayed et al. 2019; Bahng et al. 2022), written out.
+"""Prompts for frozen networks, written out: the course teaches both, so they are not a library call.
 
-The closest a CNN gets to prompt tuning: a learned pattern *added to the input pixels* (here on a
-border of ``width`` pixels, in the normalised input space); the network and all its weights stay frozen.
+- ``VisualPrompt``: visual prompting for a frozen CNN (Elsayed et al. 2019; Bahng et al. 2022), the closest
+  a CNN gets to prompt tuning: a learned pattern *added to the input pixels* (here on a border of ``width``
+  pixels, in the normalised input space); the network and all its weights stay frozen.
+- ``SoftPromptClassifier``: prompt tuning where it was invented, on a transformer (Lester et al. 2021):
+  learned vectors prepended to the token embeddings of every input; the encoder stays frozen, only the
+  prompt and a linear head train. tests/test_text.py checks its encoder states against ``peft``'s
+  ``PromptTuningConfig`` with the same prompt.
 """
 from __future__ import annotations
 
@@ -48,4 +53,50 @@ def prompted(model: nn.Module, image_size: int, width: int = 4) -> nn.Sequential
     return nn.Sequential(OrderedDict(prompt=VisualPrompt(image_size, width), model=model))
 
 
-__all__ = ["VisualPrompt", "prompted"]
+class SoftPromptClassifier(nn.Module):
+    """A frozen BERT-style encoder (``encoder_model``, e.g. MiniLM's) read through ``n_tokens`` learned prompt
+    vectors, then mean pooling over the sentence's own tokens and a linear head, on token ids (pad id 0).
+
+    Forward: the word embeddings of the ids, with the prompt in front, go in as ``inputs_embeds`` (the encoder
+    adds position embeddings to both, so the sentence sits ``n_tokens`` positions later), and the attention
+    mask grows by ``n_tokens`` ones: every layer's tokens can attend to the prompt. The prompt starts as the
+    embeddings of ``n_tokens`` vocabulary words drawn with ``seed`` (Lester et al. found this better than
+    random vectors). Only ``prompt`` and ``head`` are trainable; the encoder's flags are set to frozen here."""
+
+    def __init__(self, encoder_model: nn.Module, dim: int, num_classes: int, n_tokens: int = 8, pad_id: int = 0,
+                 seed: int = 0):
+        super().__init__()
+        if n_tokens < 1:
+            raise ValueError(f"n_tokens must be at least 1, got {n_tokens!r}")
+        words = encoder_model.get_input_embeddings().weight
+        if words.shape[1] != dim:
+            raise ValueError(f"the encoder's token embeddings are {words.shape[1]} wide, not dim={dim}")
+        for p in encoder_model.parameters():
+            p.requires_grad_(False)
+        picked = torch.randint(1000, words.shape[0], (n_tokens,), generator=torch.Generator().manual_seed(seed))
+        self.encoder, self.pad_id = encoder_model, pad_id   # ids below 1000 are BERT's special and unused tokens
+        self.prompt = nn.Parameter(words[picked].detach().clone())
+        self.head = nn.Linear(dim, num_classes)
+
+    def trim(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ids`` without the columns that are padding in every row, and their mask (1: a real token)."""
+        mask = (ids != self.pad_id).long()
+        width = int(mask.sum(1).max().clamp(min=1))
+        return ids[:, :width], mask[:, :width]
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """The last layer's token states, prompt first: (N, n_tokens + L, dim), L the longest real text."""
+        ids, mask = self.trim(ids)
+        tokens = self.encoder.get_input_embeddings()(ids)
+        prompt = self.prompt.unsqueeze(0).expand(len(ids), -1, -1)
+        full_mask = torch.cat([mask.new_ones(len(ids), len(self.prompt)), mask], dim=1)
+        return self.encoder(inputs_embeds=torch.cat([prompt, tokens], dim=1), attention_mask=full_mask).last_hidden_state
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        from course_utils.text import mean_pool
+        _, mask = self.trim(ids)
+        states = self.encode(ids)[:, len(self.prompt):]   # the sentence's own tokens, pooled as MiniLM was trained
+        return self.head(mean_pool(states, mask))
+
+
+__all__ = ["SoftPromptClassifier", "VisualPrompt", "prompted"]

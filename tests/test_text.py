@@ -133,3 +133,33 @@ def test_weights_changed_in_place_miss_the_sentence_cache(encoder):
     finally:
         with torch.no_grad():
             weight.div_(1.5)
+
+
+def test_soft_prompt_matches_peft_prompt_tuning(encoder):
+    """The hand-written prompt tuning gives the encoder states peft's PromptTuningConfig gives with the same
+    prompt; only the prompt and the head train, and padding changes nothing."""
+    import copy
+
+    import peft
+
+    from course_utils.layers import count_trainable
+    from course_utils.prompts import SoftPromptClassifier
+
+    n = 4
+    clf = SoftPromptClassifier(encoder.model, encoder.dim, 2, n_tokens=n).eval()
+    ids = encoder.token_ids(README_SENTENCES)
+    config = peft.PromptTuningConfig(task_type=peft.TaskType.FEATURE_EXTRACTION, num_virtual_tokens=n,
+                                     token_dim=encoder.dim, num_transformer_submodules=1, num_attention_heads=12,
+                                     num_layers=6)
+    reference = peft.get_peft_model(copy.deepcopy(encoder.model), config).eval()
+    with torch.no_grad():
+        reference.prompt_encoder["default"].embedding.weight.copy_(clf.prompt)
+        mask = (ids != 0).long()
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert torch.allclose(clf.encode(ids), expected, atol=1e-5)
+        padded = torch.cat([ids, torch.zeros(len(ids), 5, dtype=ids.dtype)], dim=1)
+        assert torch.allclose(clf(ids), clf(padded), atol=1e-5)
+    assert count_trainable(clf) == n * encoder.dim + encoder.dim * 2 + 2
+    assert not any(p.requires_grad for p in encoder.model.parameters())
+    with pytest.raises(ValueError, match="n_tokens"):
+        SoftPromptClassifier(encoder.model, encoder.dim, 2, n_tokens=0)
