@@ -17,6 +17,7 @@ _EXPORTS = {  # module -> the public names a notebook or exercise imports from t
     "backbones": ["load_backbone", "make_preprocess", "list_backbones", "imagenet_categories", "Backbone"],
     "batchnorm": ["adapt_bn", "bn_drift", "bn_layers", "bn_running_stats"],
     "checks": ["assert_bn_eval", "assert_frozen", "assert_trainable", "check_input_stats", "input_report"],
+    "adapters": ["BottleneckAdapter", "add_adapters"],
     "config": ["cache_dir", "data_dir", "fast_mode", "is_fast", "repo_root"],
     "dann": ["dann_strength", "domain_classifier", "fit_dann", "reverse_gradient"],
     "datafiles": ["DataError", "balanced_indices", "load_photos"],

@@ -163,3 +163,28 @@ def test_soft_prompt_matches_peft_prompt_tuning(encoder):
     assert not any(p.requires_grad for p in encoder.model.parameters())
     with pytest.raises(ValueError, match="n_tokens"):
         SoftPromptClassifier(encoder.model, encoder.dim, 2, n_tokens=0)
+
+
+def test_adapters_start_as_the_encoder_and_train_only_themselves_and_layernorms(encoder):
+    """Houlsby adapters: the adapted encoder computes what the pretrained one computes until it trains; the
+    trainable parameters are exactly the adapters (2·d·b + b + d each, two per layer) and the LayerNorms."""
+    import copy
+
+    from course_utils.adapters import add_adapters
+    from course_utils.layers import count_trainable
+
+    model = copy.deepcopy(encoder.model)
+    wrapped = add_adapters(model, bottleneck=16)
+    ids = encoder.token_ids(README_SENTENCES)
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids, attention_mask=mask).last_hidden_state,
+                              encoder.model(input_ids=ids, attention_mask=mask).last_hidden_state, atol=1e-5)
+    layers, d = encoder.model.config.num_hidden_layers, encoder.dim
+    norms = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters())
+    assert len(wrapped) == 2 * layers
+    assert count_trainable(model) == 2 * layers * (2 * d * 16 + 16 + d) + norms
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all(".1.down." in n or ".1.up." in n or "LayerNorm" in n for n in names), names[:5]
+    with pytest.raises(ValueError, match="bottleneck"):
+        add_adapters(copy.deepcopy(encoder.model), bottleneck=0)
