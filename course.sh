@@ -76,10 +76,12 @@ case "$cmd" in
   test)
     setup
     setup_browser
-    # One pytest run: unit and grader tests, then every course notebook under nbval in FAST mode.
+    # One pytest run: unit and grader tests, then every course notebook under nbval in FAST mode, on two
+    # pytest-xdist workers (tests/conftest.py keeps each notebook, and the tests sharing graded batches, on one).
     # pytest exits 5 when it collected no tests; that must fail CI, and it does (non-zero).
     set +e
-    COURSE_FAST=1 MPLBACKEND=Agg "$PY" -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"
+    COURSE_FAST=1 MPLBACKEND=Agg "$PY" -m pytest tests notebooks --nbval-lax -p no:cacheprovider \
+      -n "${COURSE_TEST_WORKERS:-2}" --dist loadgroup "$@"
     rc=$?
     set -e
     [ $rc -eq 5 ] && echo "course.sh test: pytest collected no tests - failing on purpose" >&2
