@@ -37,16 +37,3 @@ def leftover_processes(token: str) -> list[list[str]]:
             continue
     return found
 
-
-
-# `bash course.sh test` runs two pytest-xdist workers with --dist loadgroup: each group runs in order on one
-# worker. A notebook's cells share one kernel and must run in order, so a notebook is a group. The grading tests
-# form one group: several share the session's graded batches (grading_fixtures/batches.py), made once per worker,
-# and some assert that no grader process is left running, which a grading on the other worker would break.
-def _group(name: str) -> str:
-    return "grading" if name.startswith("test_grading_") or name == "test_exercises.py" else name
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item.path.name)))
