@@ -32,15 +32,22 @@ def _png(colour, size=40, noise_seed=0) -> dict:
             "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), "content": memoryview(data)}
 
 
-def test_the_train_button_path_beats_chance_in_under_a_second(teacher):
+def test_the_train_button_path_trains_the_head_alone_and_beats_chance(teacher):
     app = ClassifierApp(teacher, classes=["objects: birds", "objects: fruit", "objects: vehicles"], per_class=10)
-    taught = app.train_clicked()
+    app.train_clicked()   # the first click may embed the pool once; a click after it must not run the backbone
+    calls = []
+    hook = teacher.backbone.features.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        taught = app.train_clicked()
+    finally:
+        hook.remove()
     n = len(taught.held_out_y)
     # held-out: other objects than the training ones; 3 classes, chance 1/3 (COURSE_FAST, as in the test
     # command, shrinks the sets: a dozen held-out images, fewer training images per class)
     assert n >= 9 and 3 * 4 <= taught.n_train <= 30
     assert taught.accuracy > taught.chance + 2 * np.sqrt(taught.chance * (1 - taught.chance) / n)
-    assert taught.seconds < 1.0  # the head alone: 100 Adam steps on 30 cached vectors
+    assert not calls  # the head alone, on cached vectors: what makes a click take milliseconds (a test of
+    # behaviour, not of wall-clock time, which depends on the machine and on what else runs)
     print(f"app path: {taught.n_train} training vectors, head trained in {taught.seconds * 1000:.0f} ms, "
           f"held-out accuracy {taught.accuracy:.3f} on {n} images (chance {taught.chance:.3f})")
     rows = taught.rows()
