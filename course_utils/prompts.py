@@ -15,6 +15,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from course_utils.text import mean_pool, trim_padding
+
 
 class VisualPrompt(nn.Module):
     """``x + pattern`` where the pattern is learnable on a border ``width`` pixels wide of an
@@ -78,25 +80,20 @@ class SoftPromptClassifier(nn.Module):
         self.prompt = nn.Parameter(words[picked].detach().clone())
         self.head = nn.Linear(dim, num_classes)
 
-    def trim(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``ids`` without the columns that are padding in every row, and their mask (1: a real token)."""
-        mask = (ids != self.pad_id).long()
-        width = int(mask.sum(1).max().clamp(min=1))
-        return ids[:, :width], mask[:, :width]
-
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         """The last layer's token states, prompt first: (N, n_tokens + L, dim), L the longest real text."""
-        ids, mask = self.trim(ids)
+        return self._states(*trim_padding(ids, self.pad_id))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids, mask = trim_padding(ids, self.pad_id)
+        states = self._states(ids, mask)[:, len(self.prompt):]   # the sentence's own tokens, pooled as MiniLM was trained
+        return self.head(mean_pool(states, mask))
+
+    def _states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder.get_input_embeddings()(ids)
         prompt = self.prompt.unsqueeze(0).expand(len(ids), -1, -1)
         full_mask = torch.cat([mask.new_ones(len(ids), len(self.prompt)), mask], dim=1)
         return self.encoder(inputs_embeds=torch.cat([prompt, tokens], dim=1), attention_mask=full_mask).last_hidden_state
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        from course_utils.text import mean_pool
-        _, mask = self.trim(ids)
-        states = self.encode(ids)[:, len(self.prompt):]   # the sentence's own tokens, pooled as MiniLM was trained
-        return self.head(mean_pool(states, mask))
 
 
 __all__ = ["SoftPromptClassifier", "VisualPrompt", "prompted"]

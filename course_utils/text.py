@@ -97,6 +97,13 @@ def load_sentences(domain: str = "movies", split: str = "train", per_class=None,
                    f"{domain}/{split}", ratings[keep])
 
 
+def trim_padding(ids: torch.Tensor, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ids`` without the columns that are padding in every row, and their mask (1: a real token)."""
+    mask = (ids != pad_id).long()
+    width = int(mask.sum(1).max().clamp(min=1))
+    return ids[:, :width], mask[:, :width]
+
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average of the token states over real tokens (``mask`` 1), padding left out."""
     mask = mask.unsqueeze(-1).to(hidden.dtype)
@@ -148,9 +155,7 @@ class SentenceClassifier(nn.Module):
         self.encoder, self.head, self.pad_id = encoder_model, nn.Linear(dim, num_classes), pad_id
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        mask = (ids != self.pad_id).long()
-        width = int(mask.sum(1).max().clamp(min=1))  # drop columns that are padding in every row
-        ids, mask = ids[:, :width], mask[:, :width]
+        ids, mask = trim_padding(ids, self.pad_id)
         return self.head(mean_pool(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
 
 

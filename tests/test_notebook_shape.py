@@ -189,7 +189,8 @@ def test_checked_cells_carry_a_reference_run(path):
     execution_count fail as 'Unrun reference cell has outputs' (CI stop 28)."""
     for cell in _cells(path):
         if cell["cell_type"] == "code" and "# NBVAL_CHECK_OUTPUT" in _src(cell):
-            assert cell.get("outputs"), f"no reference output in {_src(cell)[:60]!r}; `course run --update-checked`"
+            assert cell.get("outputs"), (f"no reference output in {_src(cell)[:60]!r}; "
+                                         "`course strip NOTEBOOK --executed DIR` takes it from an executed copy")
             assert cell.get("execution_count") is not None, \
                 f"reference output without an execution_count in {_src(cell)[:60]!r}"
 

@@ -78,7 +78,7 @@ def _acc(logits, y) -> float:
 
 
 def _evaluate(key, answers):
-    """(ID accuracy, OOD accuracy, feature change) of a submitted model, computed once."""
+    """(ID accuracy, OOD hits: 1 per OOD image it gets right, feature change) of a submitted model, computed once."""
     if key in _CACHE:
         return _CACHE[key]
     import torch
@@ -96,8 +96,7 @@ def _evaluate(key, answers):
         ood_hits = (model(_backbone().normalize(ood_x)).argmax(1) == ood_y).float().numpy()
     pre = _pretrained_id_feats()
     change = float(((id_feats - pre).norm(dim=1) / pre.norm(dim=1).clamp_min(1e-8)).mean())
-    _CACHE[key] = (id_acc, float(ood_hits.mean()), change)
-    _CACHE[key, "ood_hits"] = ood_hits
+    _CACHE[key] = (id_acc, ood_hits, change)
     return _CACHE[key]
 
 
@@ -118,7 +117,7 @@ def check_q1_probe(answers):
 
 
 def check_q2_ft(answers):
-    id_acc, ood_acc, change = _evaluate("ft_state", answers)
+    id_acc, _, change = _evaluate("ft_state", answers)
     assert change > MIN_CHANGE, f"FT's features did not move (change {change:.4f}): fine-tune every parameter"
     return id_acc >= FT_BAR, f"FT: ID accuracy {id_acc:.3f} (needs >= {FT_BAR}), feature change {change:.2f}"
 
@@ -140,8 +139,8 @@ def check_q4_ood(answers):
     said = answers["ood_verdict"]
     assert said in ("LP-FT", "FT", "tie"), f"OOD_VERDICT is {said!r}: one of 'LP-FT', 'FT', 'tie'"
     ft, lpft = _evaluate("ft_state", answers)[1], _evaluate("lpft_state", answers)[1]
-    result = compare(_CACHE["lpft_state", "ood_hits"], _CACHE["ft_state", "ood_hits"], win="LP-FT", lose="FT", tie="tie")
+    result = compare(lpft, ft, win="LP-FT", lose="FT", tie="tie")
     borderline = min(abs(result.low), abs(result.high)) < BORDERLINE
-    measured = (f"OOD accuracy LP-FT {lpft:.3f}, FT {ft:.3f} on {result.items} images: difference "
+    measured = (f"OOD accuracy LP-FT {lpft.mean():.3f}, FT {ft.mean():.3f} on {result.items} images: difference "
                 f"{result.difference:+.3f}, {result.interval}")
     return said == result.word or borderline, f"{measured}; compare gives {result.word!r}, you said {said!r}"
