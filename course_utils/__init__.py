@@ -26,7 +26,7 @@ _EXPORTS = {  # module -> the public names a notebook or exercise imports from t
     "distillation": ["distill", "distillation_loss", "teacher_logits"],
     "evaluation": ["Comparison", "compare", "error_report", "expected_calibration_error", "gallery", "item_scores",
                    "report_from_proba", "unit_standard_error"],
-    "features": ["cached_embeddings", "embed", "linear_probe", "single_threaded", "train_linear_head"],
+    "features": ["cached_embeddings", "cached_weights", "embed", "linear_probe", "single_threaded", "train_linear_head"],
     "layers": ["count_params", "count_trainable", "freeze", "freeze_to", "layer_groups", "layerwise_lr_groups",
                  "param_groups", "replace_head", "set_bn_eval", "unfreeze", "unfreeze_schedule"],
     "forgetting": ["imagenet_agreement", "imagenet_top1", "photo_batch", "top1_names"],

@@ -87,6 +87,29 @@ def cached_rows(path: Path, rows: int, compute) -> torch.Tensor:
     return feats
 
 
+def cached_weights(module: nn.Module, name: str, key_parts: tuple, train) -> dict:
+    """Train ``module`` once with ``train(module)``, then load the same weights from the cache instead.
+
+    ``train`` returns a small dict of numbers to keep beside the weights (its validation curve, its
+    seconds). The key: ``name``, the module's starting weights and ``key_parts`` (the data, the
+    settings), so a change to any of them trains again. Notebook 07 caches its self-supervised CNN
+    this way, as the embeddings are cached: a learner's second run skips the pretraining.
+    """
+    path = cache_dir() / "weights" / f"{name}-{fingerprint(module_fingerprint(module), *key_parts)}.pt"
+    if path.exists():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            module.load_state_dict(blob["state"])
+            return blob["info"]
+        except Exception as err:  # truncated or foreign file: train again
+            warnings.warn(f"weight cache {path.name} is unusable ({type(err).__name__}: {err}); training again")
+            path.unlink(missing_ok=True)
+    info = train(module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: torch.save({"state": module.state_dict(), "info": info}, tmp))
+    return info
+
+
 def _load_cache(path: Path, expected_rows: int) -> torch.Tensor | None:
     if not path.exists():
         return None

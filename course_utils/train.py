@@ -76,10 +76,38 @@ def _as_xy(data) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _loader(data, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+class LengthBatches(torch.utils.data.Sampler):
+    """Batches of token-id rows of similar length, in a new random order every epoch.
+
+    A batch of sentences is padded to its longest one, so random batches spend much of their compute
+    on padding. Sorting by length (ties broken at random, once) and cutting the sorted rows into
+    batches keeps each batch's padding small; the batches are then shuffled each epoch. This is the
+    bucketing of torchtext's BucketIterator; transformers' LengthGroupedSampler sorts only within
+    "megabatches" of 50 batches, which on a set of a few batches saves little.
+    """
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, generator: torch.Generator, pad_id: int = 0):
+        if ids.ndim != 2 or ids.dtype.is_floating_point:
+            raise ValueError(f"group_by_length needs token ids shaped (rows, tokens), got {tuple(ids.shape)} {ids.dtype}")
+        lengths = (ids != pad_id).sum(1)
+        tie_break = torch.randperm(len(ids), generator=generator)
+        order = tie_break[torch.argsort(lengths[tie_break], stable=True)]
+        self.batches, self.generator = list(order.split(batch_size)), generator
+
+    def __iter__(self):
+        for b in torch.randperm(len(self.batches), generator=self.generator).tolist():
+            yield self.batches[b].tolist()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _loader(data, batch_size: int, shuffle: bool, seed: int, group_by_length: bool = False) -> DataLoader:
     x, y = _as_xy(data)
     gen = torch.Generator().manual_seed(seed)
     # num_workers=0: the data are in memory; worker processes would only add start-up time on 2 cores.
+    if group_by_length:
+        return DataLoader(TensorDataset(x, y), batch_sampler=LengthBatches(x, batch_size, gen))
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen)
 
 
@@ -108,7 +136,8 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
         batch_size: int = 32, device=None, transform: Callable | None = None, bn_eval: bool = False,
         on_epoch: Callable[[int, nn.Module], None] | None = None, seed: int = 0,
         progress: bool = True, restore_best: bool = False, patience: int | None = None,
-        label: str = "fit", eval_transform: Callable | None = None) -> History:
+        label: str | None = "fit", eval_transform: Callable | None = None, group_by_length: bool = False,
+        resume: History | None = None) -> History:
     """Train with cross-entropy; returns a History.
 
     ``transform`` runs on each batch on the device (normalisation, augmentation); ``bn_eval``
@@ -118,11 +147,18 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
     best epoch on validation, and ``patience`` stops after that many epochs without a better one
     (``epochs`` is then the cap). Never on test. ``label`` names the run in ``out/fits.jsonl``.
     ``eval_transform`` (default: ``transform``) prepares validation batches: pass the plain
-    normalisation there when ``transform`` augments.
+    normalisation there when ``transform`` augments. ``group_by_length`` (token ids only) batches
+    sentences of similar length together (``LengthBatches``): less padding, the same data each epoch.
+    ``resume`` continues a run from its History (the model and optimizer as that run left them):
+    ``epochs`` is then the cap counting the epochs already run. ``label=None`` logs nothing (a trial
+    that a screening rule stopped: successive halving in notebook 09).
     """
     device = device or get_device()
     model.to(device)
-    loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
+    loader = _loader(train_data, batch_size, shuffle=True, seed=seed, group_by_length=group_by_length)
+    for _ in range(resume.epochs_run if resume else 0):
+        for _ in loader:  # replay the shuffles of the epochs already run: a resumed run = one uninterrupted run
+            pass
 
     def one_epoch(epoch: int) -> tuple[float, float]:
         if on_epoch:
@@ -130,12 +166,14 @@ def fit(model: nn.Module, train_data, epochs: int, optimizer: torch.optim.Optimi
         return train_epoch(model, loader, optimizer, device, transform, bn_eval)
 
     return run_epochs(model, epochs, one_epoch, val_data=val_data, transform=eval_transform or transform,
-                      device=device, restore_best=restore_best, patience=patience, label=label, progress=progress)
+                      device=device, restore_best=restore_best, patience=patience, label=label, progress=progress,
+                      resume=resume)
 
 
 def run_epochs(model: nn.Module, epochs: int, one_epoch: Callable[[int], tuple[float, float | None]], *,
                val_data=None, transform: Callable | None = None, device=None, restore_best: bool = True,
-               patience: int | None = None, label: str = "fit", progress: bool = False) -> History:
+               patience: int | None = None, label: str | None = "fit", progress: bool = False,
+               resume: History | None = None) -> History:
     """The epoch loop every trainer shares (``fit``, ``distill``, ``fit_dann``): call
     ``one_epoch(epoch) -> (train loss, train accuracy or None)`` up to ``epochs`` times, score on
     ``val_data`` after each, keep the best epoch's weights (``restore_best``), stop once ``patience``
@@ -143,6 +181,9 @@ def run_epochs(model: nn.Module, epochs: int, one_epoch: Callable[[int], tuple[f
 
     "Better" means higher validation accuracy, or the same accuracy at a lower validation loss: on a
     small validation set accuracy moves in steps of one image, and the loss breaks its ties.
+
+    ``resume`` appends to an earlier run's History. Only the weights the model holds now are at hand,
+    so the epoch they come from counts as the best so far: a later epoch must beat it to be kept.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -150,9 +191,14 @@ def run_epochs(model: nn.Module, epochs: int, one_epoch: Callable[[int], tuple[f
         raise ValueError("restore_best and patience choose on validation data: pass val_data too")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be >= 1 epoch (or None: run every epoch), got {patience}")
-    history, best, since_best = History(max_epochs=epochs, kept_best=restore_best), None, 0
+    history, best, since_best = resume or History(), None, 0
+    history.max_epochs, history.kept_best, history.stopped_early = epochs, restore_best, False
+    first = history.epochs_run
+    if first and history.val_acc:  # resuming: the current weights are the only earlier epoch we can go back to
+        history.best_epoch = first - 1
+        best = copy.deepcopy(model.state_dict()) if restore_best else None
     start = time.perf_counter()
-    for epoch in tqdm(range(epochs), desc=label, disable=not progress, leave=False):
+    for epoch in tqdm(range(first, epochs), desc=label or "fit", disable=not progress, leave=False):
         loss, acc = one_epoch(epoch)
         history.loss.append(loss)
         if acc is not None:
@@ -170,8 +216,9 @@ def run_epochs(model: nn.Module, epochs: int, one_epoch: Callable[[int], tuple[f
             break
     if restore_best and best is not None:
         model.load_state_dict(best)
-    history.seconds = time.perf_counter() - start
-    log_fit(history, label)
+    history.seconds += time.perf_counter() - start
+    if label is not None:
+        log_fit(history, label)
     return history
 
 

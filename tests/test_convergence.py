@@ -92,3 +92,58 @@ def test_errors_say_what_to_pass():
         fit(model, data, 2, opt, val_data=data, patience=0, progress=False)
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         fit(model, data, 0, opt, progress=False)
+
+
+def _fit_twice(tmp_path, monkeypatch, split: int | None, epochs=5, **options):
+    """Weights and History of one uninterrupted fit, or of a fit stopped after ``split`` epochs and resumed."""
+    monkeypatch.setenv("COURSE_FITS_LOG", str(tmp_path / f"fits-{split}.jsonl"))
+    data = _task()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    kw = dict(val_data=data, batch_size=8, progress=False, **options)
+    if split is None:
+        hist = fit(model, data, epochs, opt, **kw)
+    else:
+        hist = fit(model, data, split, opt, label=None, **kw)
+        hist = fit(model, data, epochs, opt, resume=hist, **kw)
+    return model.state_dict(), hist, tmp_path / f"fits-{split}.jsonl"
+
+
+def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Successive halving (notebook 09) stops trials at a rung and lets the winner go on: going on must
+    train exactly as if the run had never stopped (the same shuffles), and log once, as one run."""
+    whole, straight, _ = _fit_twice(tmp_path, monkeypatch, None)
+    resumed_weights, resumed, log = _fit_twice(tmp_path, monkeypatch, 2)
+    assert all(torch.equal(whole[k], resumed_weights[k]) for k in whole)
+    assert resumed.val_acc == straight.val_acc and resumed.epochs_run == 5 and resumed.max_epochs == 5
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["epochs_run"] == 5  # the screening part (label=None) logged nothing
+
+
+def test_a_resumed_run_keeps_no_epoch_before_the_resume_point():
+    """The weights of earlier epochs are gone when a run resumes: the epoch kept is the resume point or later."""
+    model, val, one_epoch = _scripted([1.0, 0.0, 0.0, 0.0])
+    first = run_epochs(model, 2, one_epoch, val_data=val, restore_best=False, label=None)
+    assert first.best_epoch == 0
+    hist = run_epochs(model, 4, one_epoch, val_data=val, restore_best=True, resume=first, label=None)
+    assert hist.epochs_run == 4 and hist.epoch_kept == 2
+    assert model.bias[0].item() == 0.0  # the weights of epoch 2, the one kept
+
+
+def test_length_batches_group_sentences_of_similar_length():
+    from course_utils.train import LengthBatches, _loader
+    lengths = torch.tensor([3, 9, 1, 7, 5, 2, 8, 4, 6, 10, 2, 5])
+    ids = (torch.arange(12)[None, :] < lengths[:, None]).long() * 7  # row i: lengths[i] tokens, then padding (0)
+    sampler = LengthBatches(ids, 4, torch.Generator().manual_seed(0))
+    epochs = [list(sampler) for _ in range(3)]
+    for batches in epochs:
+        assert sorted(i for b in batches for i in b) == list(range(12))   # every row once per epoch
+        spans = sorted((lengths[b].min().item(), lengths[b].max().item()) for b in batches)
+        assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))  # batches cut from the sorted rows
+    assert len({tuple(map(tuple, e)) for e in epochs}) > 1                  # a new batch order each epoch
+    padded = {g: sum(len(xb) * xb.ne(0).sum(1).max().item() for xb, _ in _loader((ids, lengths), 4, True, 0, group_by_length=g))
+              for g in (False, True)}  # the tokens a model computes, padding included
+    assert padded[True] < padded[False]
+    with pytest.raises(ValueError, match="token ids"):
+        LengthBatches(torch.randn(4, 3), 2, torch.Generator())

@@ -113,3 +113,34 @@ def test_fresh_embeddings_can_train_a_head(lite0, tmp_path):
     feats = cached_embeddings(lite0, _images(), directory=tmp_path)
     head = train_linear_head(feats, torch.arange(12) % 2, 2, epochs=2)
     assert head.weight.shape == (2, 1280)
+
+
+def test_cached_weights_train_once_then_load(tmp_path, monkeypatch):
+    """Notebook 07's self-supervised CNN: the first call trains, the next loads the same weights without
+    training, a changed setting trains again, and a corrupt file is retrained, not trusted."""
+    from course_utils.features import cached_weights
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def train(module):
+        calls.append(1)
+        with torch.no_grad():
+            module.weight.add_(1.0)
+        return {"val_curve": [0.5, 0.75]}
+
+    def fresh():
+        torch.manual_seed(0)
+        return torch.nn.Linear(3, 2)
+
+    first = fresh()
+    assert cached_weights(first, "net", ("data", 1), train) == {"val_curve": [0.5, 0.75]} and len(calls) == 1
+    second = fresh()
+    assert cached_weights(second, "net", ("data", 1), train) == {"val_curve": [0.5, 0.75]} and len(calls) == 1
+    assert torch.equal(first.weight, second.weight)
+    cached_weights(fresh(), "net", ("data", 2), train)
+    assert len(calls) == 2                                   # another setting: trained again
+    for path in (tmp_path / "weights").iterdir():
+        path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unusable"):
+        cached_weights(fresh(), "net", ("data", 1), train)
+    assert len(calls) == 3
