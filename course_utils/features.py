@@ -96,31 +96,37 @@ def cached_weights(module: nn.Module, name: str, key_parts: tuple, train) -> dic
     this way, as the embeddings are cached: a learner's second run skips the pretraining.
     """
     path = cache_dir() / "weights" / f"{name}-{fingerprint(module_fingerprint(module), *key_parts)}.pt"
-    if path.exists():
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            module.load_state_dict(blob["state"])
-            return blob["info"]
-        except Exception as err:  # truncated or foreign file: train again
-            warnings.warn(f"weight cache {path.name} is unusable ({type(err).__name__}: {err}); training again")
-            path.unlink(missing_ok=True)
+
+    def loaded(blob) -> dict:
+        module.load_state_dict(blob["state"])
+        return blob["info"]
+
+    cached = _read_cache(path, loaded, "weight cache", "training again")
+    if cached is not None:
+        return cached
     info = train(module)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save({"state": module.state_dict(), "info": info}, tmp))
     return info
 
 
 def _load_cache(path: Path, expected_rows: int) -> torch.Tensor | None:
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+    def rows(blob) -> torch.Tensor:
         feats = blob["features"]
         if blob["rows"] != expected_rows or feats.shape[0] != expected_rows or not torch.isfinite(feats).all():
             raise ValueError("row count or values do not match")
         return feats
-    except Exception as err:  # truncated file, wrong format, foreign content: all mean "rebuild"
-        warnings.warn(f"embedding cache {path.name} is unusable ({type(err).__name__}: {err}); rebuilding it")
+    return _read_cache(path, rows, "embedding cache", "rebuilding it")
+
+
+def _read_cache(path: Path, use, what: str, then: str):
+    """``use(blob)`` for the file at ``path``; None when there is none, or when it is truncated, foreign or does not
+    match (``use`` raises): such a file is removed with a warning, so that the caller computes it again."""
+    if not path.exists():
+        return None
+    try:
+        return use(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # truncated file, wrong format, foreign content: all mean "compute again"
+        warnings.warn(f"{what} {path.name} is unusable ({type(err).__name__}: {err}); {then}")
         path.unlink(missing_ok=True)
         return None
 
